@@ -1,0 +1,3 @@
+from bgmon.cli import main
+
+raise SystemExit(main())

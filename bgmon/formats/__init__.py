@@ -1,0 +1,62 @@
+"""Adapters: each log format's lines → `Event`s.
+
+An adapter is a pure function `parse(obj: dict) -> list[Event] | None` over one decoded JSON line:
+`None` means "not a line type this format knows" (the reader counts it as skipped), `[]` means
+"known, nothing of interest". Adapters hold no state; the engine's task state resolves call ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import orjson
+
+from bgmon.model import Event
+
+Parser = Callable[[dict], "list[Event] | None"]
+
+_INPUT_LIMIT = 200
+
+
+def canonical_input(value: object) -> str | None:
+    """A stable short text for a tool call's input: equal inputs give equal text.
+
+    Long inputs keep a readable head and a digest of the whole, so two inputs that differ only
+    after the cut are still told apart by the loop rule.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:
+            text = repr(value)
+    if len(text) <= _INPUT_LIMIT:
+        return text
+    digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=6).hexdigest()
+    return f"{text[:_INPUT_LIMIT - 16]}…#{digest}"
+
+
+def parser_for(name: str) -> Parser:
+    """The adapter for a format name (native, claude, codex)."""
+    if name == "claude":
+        from bgmon.formats.claude import parse
+    elif name == "codex":
+        from bgmon.formats.codex import parse
+    else:
+        from bgmon.formats.native import parse
+    return parse
+
+
+def sniff(obj: dict) -> str:
+    """Guess the format of a log from one decoded line (worktree logs may be any of them)."""
+    if "sessionId" in obj or "uuid" in obj or obj.get("type") in ("file-history-snapshot", "summary"):
+        return "claude"
+    if "payload" in obj and obj.get("type") in (
+        "session_meta", "response_item", "event_msg", "turn_context", "compacted"
+    ):
+        return "codex"
+    return "native"

@@ -1,0 +1,66 @@
+"""bgmon's own event lines (written by `bgmon run` and custom agents; see docs/formats.md)."""
+
+from __future__ import annotations
+
+from bgmon.formats import canonical_input
+from bgmon.model import Event, EventKind, clip
+from bgmon.timefmt import parse_time
+
+_KINDS = {
+    "tool_call": EventKind.TOOL_CALL,
+    "tool_result": EventKind.TOOL_RESULT,
+    "progress": EventKind.PROGRESS,
+    "step": EventKind.STEP,
+    "error": EventKind.ERROR,
+    "message": EventKind.MESSAGE,
+    "heartbeat": EventKind.HEARTBEAT,
+}
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value == value:
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value: object, limit: int = 400) -> str | None:
+    if value is None:
+        return None
+    return clip(value if isinstance(value, str) else str(value), limit)
+
+
+def parse(obj: dict) -> list[Event] | None:
+    kind = _KINDS.get(obj.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        return None
+    ok = obj.get("ok")
+    error = _text(obj.get("error"))
+    if kind is EventKind.TOOL_RESULT and not isinstance(ok, bool):
+        ok = error is None
+    text = obj.get("text")
+    stream = obj.get("stream")
+    if stream and isinstance(text, str):
+        text = f"[{stream}] {text}"
+    return [
+        Event(
+            kind=kind,
+            ts=parse_time(obj.get("ts")),
+            tool=_text(obj.get("tool"), 80),
+            call_id=_text(obj.get("call_id"), 120),
+            input=canonical_input(obj.get("input")) if kind is EventKind.TOOL_CALL else None,
+            ok=ok if isinstance(ok, bool) else None,
+            error=error,
+            done=_int(obj.get("done")),
+            total=_int(obj.get("total")),
+            text=_text(text),
+        )
+    ]

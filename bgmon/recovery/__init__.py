@@ -1,0 +1,1 @@
+"""Recovery: failure patterns, proposals (Claude or rules), approved actions, the journal."""
