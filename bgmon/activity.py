@@ -1,0 +1,181 @@
+"""Folding events into what health needs to know: a bounded summary of a task's recent work.
+
+Memory per task is bounded whatever the log size: a window of recent events and results, the
+current streak counters, and the calls still waiting for their result.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, replace
+
+from bgmon.model import Event, EventKind, Progress
+
+RECENT_EVENTS = 40
+RESULT_WINDOW = 10
+_PENDING_CAP = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ActivitySummary:
+    """An immutable copy of an `Activity` for the pure health rules."""
+
+    fail_streak: int = 0
+    results: tuple[bool, ...] = ()  # last results, oldest first (True = ok)
+    last_failure: Event | None = None
+    loop_count: int = 0
+    loop_call: Event | None = None
+    pending: tuple[Event, ...] = ()  # calls with no result yet, oldest first
+    turn: str | None = None  # running | ended | aborted | api_error
+    turn_at: float | None = None
+    turn_text: str | None = None
+    last_event_at: float | None = None
+    background: int = 0  # background commands started and not finished
+
+
+class Activity:
+    def __init__(self) -> None:
+        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self.results: deque[bool] = deque(maxlen=RESULT_WINDOW)
+        self.fail_streak = 0
+        self.last_failure: Event | None = None
+        self._last_call: tuple[str | None, str | None] | None = None
+        self.loop_count = 0
+        self.loop_call: Event | None = None
+        self.pending: OrderedDict[str, Event] = OrderedDict()
+        self.background: set[str] = set()
+        self.progress: Progress | None = None
+        self.step: str | None = None
+        self.turn: str | None = None
+        self.turn_at: float | None = None
+        self.turn_text: str | None = None
+        self.cwd: str | None = None
+        self.last_event_at: float | None = None
+        self.events_seen = 0
+
+    def apply(self, ev: Event) -> None:
+        self.events_seen += 1
+        if ev.ts is not None and (self.last_event_at is None or ev.ts > self.last_event_at):
+            self.last_event_at = ev.ts
+        if ev.kind is EventKind.TOOL_RESULT:
+            ev = self._name_result(ev)
+        handler = _HANDLERS.get(ev.kind)
+        if handler is not None:
+            handler(self, ev)
+        if ev.kind is not EventKind.META:
+            self.recent.append(ev)
+
+    def _name_result(self, ev: Event) -> Event:
+        """Results rarely name their tool; the call they answer does. Resolve it once here."""
+        if not ev.call_id:
+            return ev
+        # An interim report (ok is None) leaves the call pending; a verdict settles it.
+        call = self.pending.get(ev.call_id) if ev.ok is None else self.pending.pop(ev.call_id, None)
+        if call is None or (ev.tool is not None and ev.input is not None):
+            return ev
+        return replace(ev, tool=ev.tool or call.tool, input=ev.input or call.input)
+
+    def extend(self, events: list[Event]) -> None:
+        for ev in events:
+            self.apply(ev)
+
+    # -- per kind -------------------------------------------------------------------------
+
+    def _tool_call(self, ev: Event) -> None:
+        sig = (ev.tool, ev.input)
+        if sig == self._last_call:
+            self.loop_count += 1
+        else:
+            self._last_call = sig
+            self.loop_count = 1
+            self.loop_call = ev
+        if ev.call_id:
+            self.pending[ev.call_id] = ev
+            if len(self.pending) > _PENDING_CAP:
+                self.pending.popitem(last=False)
+        self._turn("running", ev)
+
+    def _tool_result(self, ev: Event) -> None:
+        if ev.ok is None:
+            return  # an interim report (e.g. "still running"); not a result
+        self.results.append(ev.ok)
+        if ev.ok:
+            self.fail_streak = 0
+        else:
+            self.fail_streak += 1
+            self.last_failure = ev
+
+    def _progress(self, ev: Event) -> None:
+        if ev.done is not None and ev.total is not None and ev.total >= 0:
+            new = Progress(max(0, ev.done), ev.total)
+            if new != self.progress:
+                self.loop_count = 0  # progress moved: repeating a call is not a loop
+                self._last_call = None
+            self.progress = new
+        if ev.text:
+            self.step = ev.text
+
+    def _step(self, ev: Event) -> None:
+        if ev.text:
+            self.step = ev.text
+
+    def _turn_start(self, ev: Event) -> None:
+        self._turn("running", ev)
+        self._last_call = None
+        self.loop_count = 0
+
+    def _turn_end(self, ev: Event) -> None:
+        self._turn("ended", ev)
+
+    def _turn_aborted(self, ev: Event) -> None:
+        self._turn("aborted", ev)
+
+    def _api_error(self, ev: Event) -> None:
+        self._turn("api_error", ev)
+
+    def _bg_start(self, ev: Event) -> None:
+        if ev.call_id:
+            self.background.add(ev.call_id)
+
+    def _bg_end(self, ev: Event) -> None:
+        if ev.call_id:
+            self.background.discard(ev.call_id)
+
+    def _meta(self, ev: Event) -> None:
+        if ev.cwd:
+            self.cwd = ev.cwd
+
+    def _turn(self, state: str, ev: Event) -> None:
+        self.turn = state
+        self.turn_at = ev.ts
+        self.turn_text = ev.text if state in ("aborted", "api_error") else None
+
+    def summary(self) -> ActivitySummary:
+        return ActivitySummary(
+            fail_streak=self.fail_streak,
+            results=tuple(self.results),
+            last_failure=self.last_failure,
+            loop_count=self.loop_count,
+            loop_call=self.loop_call,
+            pending=tuple(self.pending.values()),
+            turn=self.turn,
+            turn_at=self.turn_at,
+            turn_text=self.turn_text,
+            last_event_at=self.last_event_at,
+            background=len(self.background),
+        )
+
+
+_HANDLERS = {
+    EventKind.TOOL_CALL: Activity._tool_call,
+    EventKind.TOOL_RESULT: Activity._tool_result,
+    EventKind.PROGRESS: Activity._progress,
+    EventKind.STEP: Activity._step,
+    EventKind.TURN_START: Activity._turn_start,
+    EventKind.TURN_END: Activity._turn_end,
+    EventKind.TURN_ABORTED: Activity._turn_aborted,
+    EventKind.API_ERROR: Activity._api_error,
+    EventKind.BG_START: Activity._bg_start,
+    EventKind.BG_END: Activity._bg_end,
+    EventKind.META: Activity._meta,
+}

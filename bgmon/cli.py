@@ -1,0 +1,201 @@
+"""Command line: the TUI by default; --once, --follow, demo, run, and the recovery commands.
+
+Exit codes live here and nowhere else:
+  0  nothing is struggling, stuck or failed (or the command succeeded)
+  1  something is struggling, stuck or failed (--once); an action or command failed
+  2  usage or configuration error (the message says what to fix)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bgmon import __version__
+from bgmon.config import Config, ConfigError, load_config
+from bgmon.timefmt import parse_duration
+
+EXIT_OK, EXIT_FAULTS, EXIT_USAGE = 0, 1, 2
+
+SUBCOMMANDS = ("demo", "run", "propose", "approve", "reject", "history", "report")
+
+EPILOG = """\
+commands:
+  bgmon demo [--dir DIR]          simulated agents, then the TUI on them
+  bgmon run [OPTIONS] -- CMD ...  supervise a command as a monitored background task
+  bgmon propose TASK [--json]     ask for a recovery proposal (Claude, or built-in rules)
+  bgmon approve PROPOSAL_ID       run an approved proposal's actions
+  bgmon reject PROPOSAL_ID        reject a proposal (--reason TEXT)
+  bgmon history [TASK]            past health changes, proposals, decisions, results
+  bgmon report                    summary of the journal
+  (each takes --help)
+
+exit status (--once):
+  0  nothing is struggling, stuck or failed
+  1  at least one task is struggling, stuck or failed
+  2  usage or configuration error
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its message short
+        self.print_usage(sys.stderr)
+        print(f"bgmon: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_monitor_options(p: argparse.ArgumentParser) -> None:
+    """Options that choose what to watch; shared by the monitor and the recovery commands."""
+    g = p.add_argument_group("what to watch")
+    g.add_argument("--since", type=_duration, help="transcripts active within this window (default 24h)")
+    g.add_argument("--no-claude", action="store_true", help="skip Claude Code transcripts")
+    g.add_argument("--no-codex", action="store_true", help="skip Codex CLI rollouts")
+    g.add_argument("--no-worktrees", action="store_true", help="skip ROOT/.worktrees/*/status.json")
+    g.add_argument("--no-git", action="store_true", help="do not ask git for worktrees")
+    g.add_argument("--claude-dir", help="Claude config dir (default $CLAUDE_CONFIG_DIR or ~/.claude)")
+    g.add_argument("--codex-dir", help="Codex home (default $CODEX_HOME or ~/.codex)")
+    g.add_argument("--stuck-after", type=_duration, help="no sign of life for this long → stuck (default 10m)")
+    g.add_argument("--config", type=Path, help="TOML config (default $XDG_CONFIG_HOME/bgmon/config.toml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="bgmon",
+        description="Monitor background agents and long-running commands: find them, judge "
+        "their health, say why, and offer recovery.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="print every task once and exit")
+    mode.add_argument("--follow", action="store_true", help="stream changes as JSON lines (with --json)")
+    p.add_argument("--json", action="store_true", help="with --once or --follow: JSON output")
+    p.add_argument("--print-config", action="store_true", help="print the effective configuration")
+    p.add_argument("--version", action="version", version=f"bgmon {__version__}")
+    add_monitor_options(p)
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
+    """Defaults ← TOML file ← flags. The one place where settings are merged."""
+    config, warnings = load_config(args.config, explicit=args.config is not None)
+    changes: dict = {}
+    roots = getattr(args, "roots", None)
+    if roots:
+        changes["roots"] = tuple(roots)
+    if args.since is not None:
+        changes["since"] = args.since
+    for flag, name in (("no_claude", "claude"), ("no_codex", "codex"),
+                       ("no_worktrees", "worktrees"), ("no_git", "git")):
+        if getattr(args, flag, False):
+            changes[name] = False
+    if args.claude_dir:
+        changes["claude_dir"] = args.claude_dir
+    if args.codex_dir:
+        changes["codex_dir"] = args.codex_dir
+    if os.environ.get("BGMON_MODEL"):
+        changes["model"] = os.environ["BGMON_MODEL"]
+    if getattr(args, "model", None):
+        changes["model"] = args.model
+    if args.stuck_after is not None:
+        changes["thresholds"] = replace(config.thresholds, stuck_after=args.stuck_after)
+    return replace(config, **changes), warnings
+
+
+def _once(config: Config, as_json: bool) -> int:
+    from bgmon.engine import collect
+    from bgmon.views import jsonout, text
+    from bgmon.views.order import arrange, has_faults
+
+    monitor = collect(config)
+    ordered = [s for _, rows in arrange(monitor.snapshots()) for _, s in rows]
+    warnings = monitor.warnings()
+    if as_json:
+        sys.stdout.buffer.write(jsonout.document(ordered, monitor.clock(), warnings))
+        sys.stdout.flush()
+    else:
+        text.render(ordered, warnings, monitor.found.looked, sys.stdout)
+    return EXIT_FAULTS if has_faults(ordered) else EXIT_OK
+
+
+def _monitor_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.json and not (args.once or args.follow):
+        raise UsageError("--json goes with --once or --follow")
+    config, warnings = resolve_config(args)
+    for w in warnings:
+        print(f"bgmon: {w}", file=sys.stderr)
+    if args.print_config:
+        sys.stdout.write(config.to_toml())
+        return EXIT_OK
+    for root in config.roots:
+        if not os.path.isdir(os.path.expanduser(root)):
+            raise UsageError(f"ROOT {root} is not a directory")
+    if args.once:
+        return _once(config, args.json)
+    if args.follow:
+        if not args.json:
+            raise UsageError("--follow writes JSON lines: add --json")
+        from bgmon.live import follow
+
+        return follow(config)
+    from bgmon.views.tui.app import run_tui
+
+    return run_tui(config)
+
+
+def _subcommand_main(name: str, argv: list[str]) -> int:
+    if name == "demo":
+        from bgmon.demo import main as demo_main
+
+        return demo_main(argv)
+    if name == "run":
+        from bgmon import supervise
+
+        p = _Parser(prog="bgmon")
+        sub = p.add_subparsers(dest="command")
+        supervise.add_parser(sub)
+        return supervise.main(p.parse_args([name, *argv]))
+    from bgmon.recovery import cli as recovery_cli
+
+    p = _Parser(prog="bgmon")
+    sub = p.add_subparsers(dest="command")
+    recovery_cli.add_parsers(sub, add_monitor_options)
+    args = p.parse_args([name, *argv])
+    config, _ = resolve_config(args)
+    return recovery_cli.run_command(args, config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _subcommand_main(argv[0], argv[1:])
+        return _monitor_main(argv)
+    except (UsageError, ConfigError) as exc:
+        print(f"bgmon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `bgmon --once | head`: the reader left; that is not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return EXIT_OK

@@ -1,0 +1,177 @@
+"""Effective settings: built-in defaults, then the TOML file, then flags. Merged here and only here.
+
+`bgmon --print-config` prints the result, so a person can see which value won.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from bgmon.timefmt import parse_duration
+
+
+class ConfigError(ValueError):
+    """A setting a person must fix; the message says which file and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The numbers behind every health rule (documented in README's health table)."""
+
+    stuck_after: float = 600.0  # seconds without any sign of life → stuck
+    loop_repeats: int = 5  # the same tool call this many times in a row → stuck (loop)
+    fail_streak: int = 3  # failed tool results in a row → struggling
+    fail_window: int = 10  # … or at least half of the last N results failed
+    fail_window_min: int = 4  # (judged only once this many results exist)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Limits of the log readers."""
+
+    line_cap: int = 1 << 20  # lines longer than this are skipped and counted
+    startup_bytes: int = 256 << 10  # back-scan at most this much of each log at start-up
+    startup_lines: int = 200  # … or stop once this many complete lines are found
+    read_chunk: int = 4 << 20  # read at most this much of one log per pass (the rest next pass)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    roots: tuple[str, ...] = (".",)
+    since: float = 86400.0  # transcripts active within this window
+    claude: bool = True
+    codex: bool = True
+    worktrees: bool = True
+    git: bool = True  # also ask `git worktree list` for worktrees of each root
+    claude_dir: str | None = None  # default: $CLAUDE_CONFIG_DIR or ~/.claude
+    codex_dir: str | None = None  # default: $CODEX_HOME or ~/.codex
+    match_agents: bool = True  # look for claude/codex processes by working directory
+    sweep_interval: float = 5.0  # seconds between safety sweeps in the live view
+    proc_interval: float = 2.0  # seconds between process looks in the live view
+    cpu_sample: float = 0.3  # --once: seconds between its two CPU samples
+    journal: str = ".agents/logs/background_monitoring.jsonl"  # relative to the first root
+    model: str | None = None  # Claude model for proposals (default: see recovery)
+    patterns: str | None = None  # extra failure patterns TOML
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    reading: Reading = field(default_factory=Reading)
+
+    @property
+    def claude_home(self) -> Path:
+        base = self.claude_dir or os.environ.get("CLAUDE_CONFIG_DIR") or "~/.claude"
+        return Path(base).expanduser()
+
+    @property
+    def codex_home(self) -> Path:
+        base = self.codex_dir or os.environ.get("CODEX_HOME") or "~/.codex"
+        return Path(base).expanduser()
+
+    def journal_path(self) -> Path:
+        path = Path(self.journal).expanduser()
+        return path if path.is_absolute() else Path(self.roots[0]).resolve() / path
+
+    def to_toml(self) -> str:
+        """The effective configuration in the same TOML shape the file takes."""
+        top = {k: v for k, v in asdict(self).items() if k not in ("thresholds", "reading")}
+        lines = ["[monitor]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in top.items() if v is not None]
+        lines.append("\n[health]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(self.thresholds).items()]
+        lines.append("\n[reading]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(self.reading).items()]
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
+    return Path(base).expanduser() / "bgmon" / "config.toml"
+
+
+# Keys whose TOML value may be a duration string ("10m") as well as seconds.
+_DURATIONS = {"since", "sweep_interval", "proc_interval", "cpu_sample", "stuck_after"}
+
+
+def _coerce(where: str, key: str, value: Any, current: Any) -> Any:
+    if key in _DURATIONS and isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key}: {exc}") from None
+    if key == "roots":
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: roots must be a list of paths")
+    expected = type(current) if current is not None else str
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {key} must be {expected.__name__}, not {value!r}")
+    return value
+
+
+def _apply(obj: Any, table: dict, where: str) -> tuple[Any, list[str]]:
+    known = {f.name for f in fields(obj)}
+    changes: dict[str, Any] = {}
+    unknown = []
+    for key, value in table.items():
+        if key not in known or key in ("thresholds", "reading"):
+            unknown.append(f"{where}.{key}")
+            continue
+        changes[key] = _coerce(where, key, value, getattr(obj, key))
+    return replace(obj, **changes), unknown
+
+
+def load_config(path: Path | None, explicit: bool = False) -> tuple[Config, list[str]]:
+    """Defaults overlaid with a TOML file. Returns (config, warnings about unknown keys).
+
+    A missing default file is fine; a missing file named with --config is an error.
+    """
+    config = Config()
+    path = path or default_config_path()
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file not found: {path}") from None
+        return config, []
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    warnings: list[str] = []
+    for section in data:
+        if section not in ("monitor", "health", "reading", "recovery"):
+            warnings.append(f"{path}: unknown section [{section}] ignored")
+    config, unknown = _apply(config, data.get("monitor", {}), f"{path} [monitor]")
+    warnings += [f"unknown key {k} ignored" for k in unknown]
+    thresholds, unknown = _apply(config.thresholds, data.get("health", {}), f"{path} [health]")
+    warnings += [f"unknown key {k} ignored" for k in unknown]
+    reading, unknown = _apply(config.reading, data.get("reading", {}), f"{path} [reading]")
+    warnings += [f"unknown key {k} ignored" for k in unknown]
+    recovery = data.get("recovery", {})
+    config = replace(
+        config,
+        thresholds=thresholds,
+        reading=reading,
+        model=recovery.get("model", config.model),
+        patterns=recovery.get("patterns", config.patterns),
+        journal=recovery.get("journal", config.journal),
+    )
+    return config, warnings

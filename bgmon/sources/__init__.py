@@ -1,0 +1,1 @@
+"""Sources: where tasks live and how their files are read."""

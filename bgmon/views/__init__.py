@@ -1,0 +1,1 @@
+"""Views render `TaskSnapshot`s; none of them computes health."""

@@ -1,0 +1,61 @@
+"""How tasks are arranged for display: groups, then a tree of tasks, in a chosen order.
+
+Shared by `--once` and the TUI so both list tasks the same way.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from bgmon.model import Badge, TaskSnapshot
+
+SORTS = ("severity", "activity", "name")
+
+
+def sort_key(sort: str):
+    if sort == "activity":
+        return lambda s: (-(s.last_activity or 0.0), s.name.lower(), s.key)
+    if sort == "name":
+        return lambda s: (s.name.lower(), s.key)
+    return lambda s: (-s.health.badge.severity, s.name.lower(), s.key)
+
+
+def arrange(
+    snaps: Iterable[TaskSnapshot], sort: str = "severity"
+) -> list[tuple[str, list[tuple[int, TaskSnapshot]]]]:
+    """[(group, [(depth, task), …]), …]: each group's tasks depth-first, children after parents."""
+    snaps = list(snaps)
+    keys = {s.key for s in snaps}
+    children: dict[str | None, list[TaskSnapshot]] = defaultdict(list)
+    for s in snaps:
+        children[s.parent if s.parent in keys else None].append(s)
+    key = sort_key(sort)
+    groups: dict[str, list[tuple[int, TaskSnapshot]]] = defaultdict(list)
+
+    def walk(task: TaskSnapshot, depth: int, out: list[tuple[int, TaskSnapshot]]) -> None:
+        out.append((depth, task))
+        for child in sorted(children.get(task.key, ()), key=key):
+            walk(child, depth + 1, out)
+
+    for top in sorted(children.get(None, ()), key=key):
+        walk(top, 0, groups[top.group])
+    worst = {
+        g: max((t.health.badge.severity for _, t in rows), default=0) for g, rows in groups.items()
+    }
+    if sort == "severity":
+        order = sorted(groups, key=lambda g: (-worst[g], g))
+    else:
+        order = sorted(groups)
+    return [(g, groups[g]) for g in order]
+
+
+def counts(snaps: Iterable[TaskSnapshot]) -> dict[Badge, int]:
+    out = dict.fromkeys(Badge, 0)
+    for s in snaps:
+        out[s.health.badge] += 1
+    return out
+
+
+def has_faults(snaps: Iterable[TaskSnapshot]) -> bool:
+    return any(s.health.badge.is_fault for s in snaps)
