@@ -1,0 +1,140 @@
+"""The live engine: file events + a slow safety sweep + process looks + a 1 s health tick.
+
+One `watchfiles.awatch` watches every directory that holds a task file, non-recursively (a
+watch on a file dies at the first atomic replace; a directory's does not). Events are only a
+hint: they name paths to re-read through the same incremental readers `--once` uses. The sweep
+catches what the kernel dropped (queue overflow, directories beyond the inotify limit). All
+Monitor calls happen one at a time in a worker thread, so the event loop (and a UI) never waits
+on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from watchfiles import awatch
+
+from bgmon.config import Config
+from bgmon.engine import Change, Monitor
+
+TICK_MS = 1000  # time-based rules (stuck) are re-checked at least this often
+MAX_WATCHED = 8000  # beyond this, rely on the sweep (inotify watches are a shared budget)
+
+
+class LiveEngine:
+    def __init__(
+        self,
+        monitor: Monitor,
+        emit: Callable[[list[Change]], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.monitor = monitor
+        self.emit = emit
+        self.clock = clock
+        self.config: Config = monitor.config
+        self._next_sweep = 0.0
+        self._next_procs = 0.0
+        self._stop = asyncio.Event()
+        self._rewatch = asyncio.Event()
+        self.batches = 0  # file-event batches handled (for tests and benches)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._rewatch.set()
+
+    async def run(self) -> None:
+        await asyncio.to_thread(self._step, None, True)
+        while not self._stop.is_set():
+            dirs = self._dirs()
+            self._rewatch = asyncio.Event()
+            if not dirs:
+                await self._idle()
+                continue
+            try:
+                async for changes in awatch(
+                    *dirs,
+                    watch_filter=None,
+                    recursive=False,
+                    debounce=30,
+                    step=10,
+                    rust_timeout=TICK_MS,
+                    yield_on_timeout=True,
+                    stop_event=self._rewatch,
+                    ignore_permission_denied=True,
+                ):
+                    paths = {path for _, path in changes}
+                    await asyncio.to_thread(self._step, paths, False)
+                    if self._dirs() != dirs:
+                        break  # new or vanished directories: watch the new set
+            except OSError:
+                # A watched directory vanished while the watch was set up: the next pass
+                # watches the new set; meanwhile the tick and the sweep carry on.
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """No directory to watch (yet): tick and sweep until one appears."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), TICK_MS / 1000)
+        except TimeoutError:
+            await asyncio.to_thread(self._step, None, False)
+
+    def _dirs(self) -> list[str]:
+        dirs = sorted(d for d in self.monitor.watch_dirs() if os.path.isdir(d))
+        return dirs[:MAX_WATCHED]
+
+    def _step(self, paths: set[str] | None, first: bool) -> None:
+        """One pass in the worker thread: read what changed, sweep and look when due, judge."""
+        monitor = self.monitor
+        now = self.clock()
+        sweep = first or now >= self._next_sweep
+        if paths:
+            self.batches += 1
+            sweep |= monitor.on_paths(paths)
+        if sweep:
+            monitor.sweep()
+            self._next_sweep = now + self.config.sweep_interval
+        if first or now >= self._next_procs:
+            monitor.look_procs()
+            self._next_procs = now + self.config.proc_interval
+        changes = monitor.evaluate()
+        if changes or first:
+            self.emit(changes)
+
+
+def follow(config: Config) -> int:
+    """`bgmon --follow --json`: snapshot lines, then one line per change, until a signal."""
+    from bgmon.views import jsonout
+
+    out = sys.stdout.buffer
+    monitor = Monitor(config)
+    started = False
+
+    def emit(changes: list[Change]) -> None:
+        nonlocal started
+        now = monitor.clock()
+        if not started:
+            started = True
+            lines = [jsonout.snapshot_line(s, now) for s in monitor.snapshots()]
+        else:
+            lines = jsonout.change_lines(changes, now)
+        if lines:
+            out.write(b"".join(lines))
+            out.flush()
+
+    async def main() -> None:
+        engine = LiveEngine(monitor, emit)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, engine.stop)
+        await engine.run()
+
+    try:
+        asyncio.run(main())
+    except BrokenPipeError:
+        pass
+    return 0
