@@ -1,0 +1,90 @@
+"""Shared fixtures: real workspaces in temp dirs, written the way agents write them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bgmon.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(obj))
+    os.replace(tmp, path)
+
+
+def append_lines(path: Path, *objs) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as fh:
+        for obj in objs:
+            fh.write(orjson.dumps(obj) + b"\n")
+
+
+class Workspace:
+    """ROOT/.worktrees/<name>/status.json + logs/events.jsonl, as `bgmon run` lays them out."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def task(self, dirname: str, **status) -> Path:
+        d = self.root / ".worktrees" / dirname
+        status.setdefault("status", "running")
+        status.setdefault("updatedAt", time.time())
+        write_json(d / "status.json", status)
+        (d / "logs").mkdir(parents=True, exist_ok=True)
+        return d
+
+    def log(self, name: str, *events) -> Path:
+        path = self.root / ".worktrees" / name / "logs" / "events.jsonl"
+        append_lines(path, *events)
+        return path
+
+    def fail(self, name: str, n: int, tool: str = "Bash", error: str = "exit 1", start: int = 0) -> None:
+        now = time.time()
+        for i in range(start, start + n):
+            self.log(
+                name,
+                {"ts": now, "type": "tool_call", "tool": tool, "call_id": f"f{i}", "input": {"i": i}},
+                {"ts": now, "type": "tool_result", "call_id": f"f{i}", "ok": False, "error": error},
+            )
+
+    def config(self, **kw) -> Config:
+        kw.setdefault("roots", (str(self.root),))
+        kw.setdefault("claude", False)
+        kw.setdefault("codex", False)
+        kw.setdefault("git", False)
+        kw.setdefault("cpu_sample", 0.05)
+        return Config(**kw)
+
+
+@pytest.fixture
+def ws(tmp_path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch):
+    """No real ~/.claude, ~/.codex or config file leaks into a test."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    monkeypatch.delenv("CODEX_HOME", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("BGMON_MODEL", raising=False)
+    return home
+
+
+def bgmon_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bgmon", *args]
