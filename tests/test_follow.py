@@ -1,0 +1,94 @@
+"""`bgmon --follow --json` as a real subprocess: snapshot lines, then one line per badge change."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import time
+
+import orjson
+
+from tests.conftest import bgmon_cmd
+
+
+class Lines:
+    """Read a child's stdout line by line with a deadline (never a blocking read)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(proc.stdout, selectors.EVENT_READ)
+        self.buf = b""
+
+    def next(self, timeout: float = 20.0) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.select(left):
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return orjson.loads(line)
+
+    def until(self, predicate, timeout: float = 20.0) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            obj = self.next(left)
+            if obj is None:
+                return None
+            if predicate(obj):
+                return obj
+        return None
+
+
+def start(ws, isolated_home):
+    env = {**os.environ, "HOME": str(isolated_home), "XDG_CONFIG_HOME": str(isolated_home / ".config")}
+    return subprocess.Popen(
+        bgmon_cmd("--follow", "--json", "--no-git", "--no-claude", "--no-codex", str(ws.root)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+
+
+def test_badge_change_appears_as_one_json_line(ws, isolated_home):
+    ws.task("steady")
+    ws.task("worker")
+    ws.log("worker", {"type": "tool_call", "tool": "Bash", "call_id": "ok", "input": "make"},
+           {"type": "tool_result", "call_id": "ok", "ok": True})
+    proc = start(ws, isolated_home)
+    lines = Lines(proc)
+    try:
+        snaps = [lines.next(), lines.next()]
+        assert {s["event"] for s in snaps} == {"snapshot"}
+        assert {s["task"]["name"] for s in snaps} == {"steady", "worker"}
+        assert all(s["task"]["health"] == "healthy" for s in snaps)
+
+        ws.fail("worker", 3, error="exit 2")
+        change = lines.until(lambda o: o.get("event") == "health")
+        assert change is not None, "no health change line"
+        assert change["from"] == "healthy" and change["to"] == "struggling"
+        assert change["id"] == "worker" and change["key"].endswith("/worker")
+        assert change["reasons"][0]["rule"] == "struggling.streak"
+
+        ws.task("newcomer")
+        added = lines.until(lambda o: o.get("event") == "added")
+        assert added is not None and added["task"]["name"] == "newcomer"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
+
+
+def test_sigint_exits_cleanly(ws, isolated_home):
+    ws.task("one")
+    proc = start(ws, isolated_home)
+    lines = Lines(proc)
+    assert lines.next() is not None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and b"Traceback" not in err
