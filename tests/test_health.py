@@ -248,5 +248,5 @@ def test_parent_rolls_up_the_worst_child_and_says_which():
     h = roll_up(own, kids)
     assert h.badge is Badge.FAILED
     assert h.reasons[0].rule == "rollup"
-    assert "child b is failed: process 1 exited" == h.summary
+    assert h.summary == "child b is failed: process 1 exited"
     assert roll_up(own, [("c", Health(Badge.COMPLETED))]) is own
