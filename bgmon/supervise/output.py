@@ -1,0 +1,207 @@
+"""`bgmon run`'s output side: split the child's bytes into lines, recognise progress and failure
+patterns, and append event lines (bgmon's native format) to the task's log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from bgmon.recovery.patterns import Catalogue, Pattern
+from bgmon.supervise.status import iso_ms
+
+TEXT_CAP = 4096  # bytes of one output line kept in the log; the terminal still gets all of it
+_SEP = re.compile(rb"[\r\n]")
+
+# `12/40` standing alone (not a date like 11/21/2024 or a path like a/1/2), and `37%`.
+DEFAULT_PROGRESS = (
+    r"(?<![\w/.])(?P<done>\d+) ?/ ?(?P<total>\d+)(?![\w/]|\.\w)",
+    r"(?<![\w.])(?P<percent>\d{1,3}(?:\.\d+)?) ?%",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    text: str
+    dropped: int = 0  # bytes cut from a line longer than the cap
+    transient: bool = False  # text a bare `\r` overwrote (a progress bar): never logged as a line
+
+
+class LineBuffer:
+    """Bytes in any chunking → the same lines. `\n` and `\r\n` end a line; a bare `\r` means the
+    terminal overwrites the line (progress bars), so what came before it is a transient segment."""
+
+    def __init__(self, cap: int = TEXT_CAP) -> None:
+        self.cap = cap
+        self._buf = bytearray()
+        self._dropped = 0
+        self._cr = False  # the last chunk ended with `\r`: is it `\r\n` or an overwrite?
+
+    def feed(self, data: bytes) -> list[Segment]:
+        out: list[Segment] = []
+        i = 0
+        if self._cr and data:
+            self._cr = False
+            if data.startswith(b"\n"):
+                out.append(self._take(False))
+                i = 1
+            else:
+                out.append(self._take(True))
+        while i < len(data):
+            m = _SEP.search(data, i)
+            if m is None:
+                self._add(data[i:])
+                break
+            j = m.start()
+            self._add(data[i:j])
+            i = j + 1
+            if data[j] == 0x0A:
+                out.append(self._take(False))
+            elif i == len(data):
+                self._cr = True
+            elif data[i] == 0x0A:
+                out.append(self._take(False))
+                i += 1
+            else:
+                out.append(self._take(True))
+        return [s for s in out if s.text.strip()]
+
+    def flush(self) -> list[Segment]:
+        """The unterminated last line at end of output (a last bare `\r` ends it too)."""
+        self._cr = False
+        seg = self._take(False)
+        return [seg] if seg.text.strip() else []
+
+    def _add(self, data: bytes) -> None:
+        room = self.cap - len(self._buf)
+        self._buf += data[: max(0, room)]
+        self._dropped += max(0, len(data) - max(0, room))
+
+    def _take(self, transient: bool) -> Segment:
+        text = self._buf.decode("utf-8", errors="replace")
+        if self._dropped:
+            text += "…"
+        seg = Segment(text.rstrip("\r\n"), self._dropped, transient)
+        self._buf = bytearray()
+        self._dropped = 0
+        return seg
+
+
+def compile_progress(regexes: Sequence[str]) -> list[re.Pattern[str]]:
+    """Each regex needs named groups done+total or percent. Raises ValueError saying what's wrong."""
+    out = []
+    for text in regexes:
+        try:
+            rx = re.compile(text)
+        except re.error as exc:
+            raise ValueError(f"bad progress regex {text!r}: {exc}") from None
+        groups = set(rx.groupindex)
+        if not ({"done", "total"} <= groups or "percent" in groups):
+            raise ValueError(
+                f"progress regex {text!r} needs named groups (?P<done>…) and (?P<total>…), "
+                "or (?P<percent>…)"
+            )
+        out.append(rx)
+    return out
+
+
+def find_progress(text: str, regexes: Sequence[re.Pattern[str]]) -> tuple[int, int] | None:
+    for rx in regexes:
+        for m in rx.finditer(text):
+            found = _progress(m)
+            if found is not None:
+                return found
+    return None
+
+
+def _progress(m: re.Match[str]) -> tuple[int, int] | None:
+    groups = m.groupdict()
+    try:
+        if groups.get("percent") is not None:
+            pct = float(groups["percent"])
+            return (round(pct), 100) if 0 <= pct <= 100 else None
+        done, total = int(groups["done"]), int(groups["total"])
+    except (TypeError, ValueError):
+        return None
+    return (done, total) if 0 <= done <= total and total > 0 else None
+
+
+def classification(p: Pattern) -> dict[str, object]:
+    return {"type": p.type, "severity": p.severity, "retryable": p.retryable, "strategy": p.strategy}
+
+
+def line_event(
+    seg: Segment, stream: str, catalogue: Catalogue, progress: Sequence[re.Pattern[str]]
+) -> tuple[dict, Pattern | None, tuple[int, int] | None]:
+    """One output line → (event fields, matched failure pattern, progress). A failure pattern
+    wins over progress: the line becomes an `error` event; else `progress` or `message`."""
+    fields: dict = {"stream": stream, "text": seg.text}
+    if seg.dropped:
+        fields["truncated"] = seg.dropped
+    pattern = catalogue.match_text(seg.text)
+    if pattern is not None:
+        return {"type": "error", **fields, "pattern": pattern.name,
+                "class": classification(pattern)}, pattern, None
+    found = find_progress(seg.text, progress)
+    if found is not None:
+        return {"type": "progress", **fields, "done": found[0], "total": found[1]}, None, found
+    return {"type": "message", **fields}, None, None
+
+
+class EventLog:
+    """Append-only JSONL: one os.write() per line on an O_APPEND descriptor, so a reader never
+    sees two lines interleaved and a torn tail is at most the last line."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._lock = threading.Lock()
+
+    def write(self, type_: str, **fields: object) -> None:
+        data = orjson.dumps({"ts": iso_ms(time.time()), "type": type_, **fields},
+                            option=orjson.OPT_APPEND_NEWLINE)
+        with self._lock:
+            if self._fd < 0:
+                return
+            view = memoryview(data)
+            while view:  # regular files take it all at once; the loop is only a safety net
+                view = view[os.write(self._fd, view):]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def pump(
+    fd: int,
+    echo: Callable[[bytes], None] | None,
+    on_segment: Callable[[Segment], None],
+    on_data: Callable[[], None],
+) -> None:
+    """Read a pipe until EOF: echo raw bytes at once (prompts without a newline show up), and
+    hand each line to `on_segment`. Runs in its own thread, one per stream."""
+    buf = LineBuffer()
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        on_data()
+        if echo is not None:
+            echo(data)
+        for seg in buf.feed(data):
+            on_segment(seg)
+    for seg in buf.flush():
+        on_segment(seg)
