@@ -1,0 +1,84 @@
+"""Real logs written by Claude Code, Codex and oh-my-opencode (../shared/corpus): the whole
+engine reads every file without crashing. Skips cleanly where the folder is absent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from bgmon.config import Config
+from bgmon.engine import collect
+from tests.conftest import CORPUS
+
+pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is not here")
+
+EVERYTHING = 100 * 365 * 86400.0  # --since: the corpus is older than a day
+
+
+def corpus_config(**kw) -> Config:
+    kw.setdefault("roots", (str(CORPUS),))
+    kw.setdefault("worktrees", False)
+    kw.setdefault("git", False)
+    kw.setdefault("since", EVERYTHING)
+    kw.setdefault("match_agents", False)
+    return Config(**kw)
+
+
+def spotter_home(tmp_path):
+    """Lay spotter's transcripts out as ~/.claude/projects/<project>/ (links, not copies)."""
+    project = tmp_path / "claude" / "projects" / "-home-marco-projects-spotter"
+    project.mkdir(parents=True)
+    for entry in (CORPUS / "spotter").iterdir():
+        os.symlink(entry, project / entry.name)
+    return tmp_path / "claude"
+
+
+def test_cchistory_claude_and_codex_homes(tmp_path):
+    home = CORPUS / "cchistory" / "mock_data"
+    monitor = collect(corpus_config(claude_dir=str(home / ".claude"), codex_dir=str(home / ".codex")))
+    snaps = monitor.snapshots()
+    sources = sorted(s.source for s in snaps)
+    assert sources.count("codex") == 4
+    assert sources.count("claude") == 3  # two sessions and one sub-agent
+    sub = [s for s in snaps if s.key.endswith("agent-a0a2928875cb36a92")]
+    assert sub and sub[0].parent == "claude:cc1df109-4282-4321-8248-8bbcd471da78"
+    for s in snaps:
+        assert s.health.reasons, s.key
+        assert s.group, s.key
+    # Rollouts that record their cwd are grouped by it.
+    assert sum(s.group.startswith("/Users/mock_user") for s in snaps if s.source == "codex") == 3
+
+
+def test_spotter_transcripts_with_subagents(tmp_path):
+    monitor = collect(corpus_config(claude_dir=str(spotter_home(tmp_path)), codex=False))
+    snaps = {s.key: s for s in monitor.snapshots()}
+    sessions = [k for k in snaps if "/" not in k.removeprefix("claude:")]
+    assert len(sessions) == 8  # five main sessions and short/subagent/tool_heavy
+    subagents = [s for s in snaps.values() if s.parent]
+    assert len(subagents) >= 8
+    for s in snaps.values():
+        assert s.group.startswith("/home/") and "spotter" in s.group, (s.key, s.group)
+        # every task is judged with evidence
+        assert s.health.reasons
+    # Reading faults are counted, never fatal: nothing here is expected to be unreadable.
+    assert not [w for w in monitor.warnings() if "cannot read" in w]
+
+
+def test_a_transcript_cut_mid_line_is_read_up_to_the_cut(tmp_path):
+    src = CORPUS / "spotter" / "tool_heavy.jsonl"
+    project = tmp_path / "claude" / "projects" / "-p"
+    project.mkdir(parents=True)
+    data = src.read_bytes()
+    (project / "cut.jsonl").write_bytes(data[: len(data) // 2])
+    (project / "bad.jsonl").write_bytes(data[:5000] + b"\xff\xfe garbage\n" + data[5000:9000])
+    snaps = collect(corpus_config(claude_dir=str(tmp_path / "claude"), codex=False)).snapshots()
+    assert {s.key for s in snaps} == {"claude:cut", "claude:bad"}
+
+
+def test_oh_my_opencode_task_lists_are_data_not_crashes(tmp_path):
+    # Its background-tasks.json is not a status file bgmon reads; a root holding it is harmless.
+    root = tmp_path / "root"
+    shutil.copytree(CORPUS / "oh-my-opencode" / "at-78514ec", root)
+    collect(Config(roots=(str(root),), claude=False, codex=False, git=False))
