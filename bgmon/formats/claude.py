@@ -1,0 +1,442 @@
+"""Claude Code transcripts (`~/.claude/projects/<project>/<session>.jsonl`, sub-agents too).
+
+One decoded line in, events out; no state across lines (see docs/formats_agents.md for what is
+read from which line type, and what the engine has to add). This runs for every line of files
+that reach several MB, so the common lines (`progress`, tool results) take the cheap paths: no
+regexes, no scans of tool output unless the result is an error, and text is only ever sliced.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bgmon.formats import canonical_input
+from bgmon.model import Event, EventKind, clip
+from bgmon.timefmt import parse_time
+
+_fromiso = datetime.fromisoformat
+
+_TEXT = 400
+_NAME = 80
+_ID = 120
+
+_META = EventKind.META
+_TOOL_CALL = EventKind.TOOL_CALL
+_TOOL_RESULT = EventKind.TOOL_RESULT
+_PROGRESS = EventKind.PROGRESS
+_STEP = EventKind.STEP
+_MESSAGE = EventKind.MESSAGE
+_ERROR = EventKind.ERROR
+_HEARTBEAT = EventKind.HEARTBEAT
+_TURN_START = EventKind.TURN_START
+_TURN_END = EventKind.TURN_END
+_TURN_ABORTED = EventKind.TURN_ABORTED
+_API_ERROR = EventKind.API_ERROR
+_BG_START = EventKind.BG_START
+_BG_END = EventKind.BG_END
+
+# stop_reason values after which the model does not continue on its own.
+_ENDING_STOPS = frozenset({"end_turn", "stop_sequence", "refusal"})
+# User text that the harness writes for local work (slash commands, `!` shell mode): no model turn.
+_LOCAL_PREFIXES = (
+    "<local-command-",
+    "<command-name>",  # local commands (/mcp, /clear, /compact) put the name first
+    "<bash-input>",
+    "<bash-stdout>",
+    "<bash-stderr>",
+)
+_INTERRUPTED = "[Request interrupted by user"
+_NOTIFICATION = "<task-notification>"
+# <status> of a <task-notification> or of a TaskOutput result → ok of the BG_END.
+_BG_OK = {"completed": True, "failed": False, "error": False, "killed": None, "stopped": None}
+# progress line kinds worth a HEARTBEAT (hook_progress only accompanies calls we already see).
+_HEARTBEAT_KINDS = frozenset({"bash_progress", "agent_progress", "waiting_for_task"})
+
+
+def _ts(value: object) -> float | None:
+    # Fast path for the one form Claude Code writes ("2026-02-12T16:02:25.227Z"); parse_time
+    # gives the same value but tries a float first, which costs more than the rest of a line.
+    if isinstance(value, str) and value[-1:] == "Z" and value[:1].isdigit():
+        try:
+            return _fromiso(value).timestamp()
+        except (ValueError, OverflowError):
+            pass
+    try:
+        return parse_time(value)
+    except (ValueError, OverflowError, TypeError):  # out-of-range dates, huge numbers
+        return None
+
+
+def _str(value: object, limit: int) -> str | None:
+    return clip(value, limit) if isinstance(value, str) and value else None
+
+
+def _input(value: object) -> str | None:
+    try:
+        return canonical_input(value)
+    except (RecursionError, ValueError, TypeError):  # pathological nesting
+        return None
+
+
+def _visible(text: str) -> bool:
+    return bool(text) and not text.isspace()
+
+
+def _between(text: str, start: str, end: str, frm: int = 0) -> str | None:
+    i = text.find(start, frm)
+    if i < 0:
+        return None
+    i += len(start)
+    j = text.find(end, i)
+    return text[i:j].strip() if j >= 0 else None
+
+
+# -- shared pieces ------------------------------------------------------------------------
+
+
+def _todos(todos: object, ts: float | None, out: list[Event]) -> None:
+    """TodoWrite's list (and the `todos` snapshot on prompt lines) → PROGRESS and STEP."""
+    if not isinstance(todos, list) or not todos:
+        return
+    done = total = 0
+    current = None
+    for item in todos:
+        if not isinstance(item, dict):
+            continue
+        total += 1
+        status = item.get("status")
+        if status == "completed":
+            done += 1
+        elif status == "in_progress" and current is None:
+            form = item.get("activeForm")
+            current = form if isinstance(form, str) and form else item.get("content")
+    if total == 0:
+        return
+    out.append(Event(_PROGRESS, ts=ts, done=done, total=total))
+    if isinstance(current, str) and current:
+        out.append(Event(_STEP, ts=ts, text=clip(current, _TEXT)))
+
+
+def _task_update(raw: dict, ts: float | None, out: list[Event]) -> None:
+    """TaskUpdate (2.1.16+) to in_progress → STEP. Counting needs the engine (see the docs)."""
+    if raw.get("status") != "in_progress":
+        return
+    for key in ("activeForm", "subject"):
+        text = raw.get(key)
+        if isinstance(text, str) and text:
+            out.append(Event(_STEP, ts=ts, text=clip(text, _TEXT)))
+            return
+    task_id = raw.get("taskId")
+    if isinstance(task_id, str | int) and not isinstance(task_id, bool):
+        out.append(Event(_STEP, ts=ts, text=clip(f"task #{task_id}", _TEXT)))
+
+
+def _notifications(text: str, ts: float | None, out: list[Event]) -> None:
+    """Each <task-notification> block (a background command or agent finished) → BG_END."""
+    pos = text.find(_NOTIFICATION)
+    while pos >= 0:
+        end = text.find("</task-notification>", pos)
+        block = text[pos : end if end >= 0 else len(text)]
+        task_id = _between(block, "<task-id>", "</task-id>")
+        if task_id:
+            status = _between(block, "<status>", "</status>")
+            summary = _between(block, "<summary>", "</summary>")
+            ok = _BG_OK.get(status.lower()) if status else None
+            out.append(
+                Event(
+                    _BG_END,
+                    ts=ts,
+                    call_id=clip(task_id, _ID),
+                    ok=ok,
+                    error=clip(summary or status, _TEXT) if ok is False else None,
+                    text=clip(summary, _TEXT) if summary else None,
+                )
+            )
+        if end < 0:
+            break
+        pos = text.find(_NOTIFICATION, end)
+
+
+def _result_text(content: object) -> str | None:
+    """The readable part of a failed tool_result's content (a string or a list of blocks)."""
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "text":
+                content = block.get("text")
+                break
+        else:
+            return None
+    if not isinstance(content, str):
+        return None
+    text = content[: _TEXT * 2].strip()
+    if text.startswith("<tool_use_error>"):
+        text = text[len("<tool_use_error>") :]
+        cut = text.find("</tool_use_error>")
+        if cut >= 0:
+            text = text[:cut]
+    return clip(text.strip(), _TEXT) or None
+
+
+# -- per line type ------------------------------------------------------------------------
+
+
+def _assistant(obj: dict, ts: float | None, out: list[Event]) -> None:
+    msg = obj.get("message")
+    if not isinstance(msg, dict):
+        return
+    content = msg.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    elif not isinstance(content, list):
+        return
+    texts: list[str] = []
+    calls = False
+    for item in content:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "tool_use":
+            calls = True
+            _tool_use(item, ts, out)
+        elif kind == "text":
+            text = item.get("text")
+            if isinstance(text, str) and _visible(text):
+                texts.append(text)
+    failed = obj.get("isApiErrorMessage") is True or (
+        msg.get("model") == "<synthetic>" and bool(texts) and texts[0].startswith("API Error")
+    )
+    if failed:
+        detail = texts[0] if texts else obj.get("error")
+        out.append(Event(_API_ERROR, ts=ts, text=_str(detail, _TEXT) or "API error"))
+        return
+    for text in texts:
+        out.append(Event(_MESSAGE, ts=ts, text=clip(text, _TEXT)))
+    stop = msg.get("stop_reason")
+    if isinstance(stop, str):
+        if stop in _ENDING_STOPS:
+            out.append(Event(_TURN_END, ts=ts, text=stop))
+    elif stop is None and texts and not calls:
+        # 2.1.3x writes each content block as its own line with stop_reason null: a text-only
+        # line is the turn's end, or the preamble of a tool call written a moment later.
+        out.append(Event(_TURN_END, ts=ts, text="text_only"))
+
+
+def _tool_use(item: dict, ts: float | None, out: list[Event]) -> None:
+    name = item.get("name")
+    raw = item.get("input")
+    out.append(
+        Event(
+            _TOOL_CALL,
+            ts=ts,
+            tool=_str(name, _NAME),
+            call_id=_str(item.get("id"), _ID),
+            input=_input(raw),
+        )
+    )
+    if not isinstance(raw, dict):
+        return
+    if name == "TodoWrite":
+        _todos(raw.get("todos"), ts, out)
+    elif name == "TaskUpdate":
+        _task_update(raw, ts, out)
+
+
+def _user(obj: dict, ts: float | None, out: list[Event]) -> None:
+    msg = obj.get("message")
+    content = msg.get("content") if isinstance(msg, dict) else None
+    text: str | None = None
+    results: list[dict] = []
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        for item in content:
+            if not isinstance(item, dict):
+                continue
+            kind = item.get("type")
+            if kind == "tool_result":
+                results.append(item)
+            elif kind == "text" and text is None:
+                value = item.get("text")
+                if isinstance(value, str):
+                    text = value
+    if results:
+        _results(obj, results, ts, out)
+        if text is not None and text.startswith(_INTERRUPTED):
+            out.append(Event(_TURN_ABORTED, ts=ts, text=clip(text, _TEXT)))
+    elif text is not None:
+        _prompt(obj, text, ts, out)
+    todos = obj.get("todos")
+    if todos:
+        _todos(todos, ts, out)
+
+
+def _results(obj: dict, results: list[dict], ts: float | None, out: list[Event]) -> None:
+    extra = obj.get("toolUseResult")
+    for item in results:
+        ok = item.get("is_error") is not True
+        error = None if ok else _result_text(item.get("content")) or "tool error"
+        if ok and len(results) == 1 and isinstance(extra, str) and extra.startswith("Error:"):
+            ok, error = False, clip(extra, _TEXT)
+        out.append(
+            Event(_TOOL_RESULT, ts=ts, call_id=_str(item.get("tool_use_id"), _ID), ok=ok, error=error)
+        )
+    if isinstance(extra, dict):
+        _tool_use_result(extra, ts, out)
+
+
+def _tool_use_result(extra: dict, ts: float | None, out: list[Event]) -> None:
+    """The structured side of a result: background starts, and TaskOutput's view of them."""
+    bg = extra.get("backgroundTaskId")
+    if isinstance(bg, str) and bg:
+        out.append(Event(_BG_START, ts=ts, call_id=clip(bg, _ID)))
+        return
+    if extra.get("status") == "async_launched":  # Agent/Task (or workflow) in the background
+        bg = extra.get("agentId") or extra.get("taskId")
+        if isinstance(bg, str) and bg:
+            out.append(Event(_BG_START, ts=ts, call_id=clip(bg, _ID)))
+        return
+    task = extra.get("task")
+    if "retrieval_status" in extra and isinstance(task, dict):  # TaskOutput
+        task_id = task.get("task_id")
+        status = task.get("status")
+        if not (isinstance(task_id, str) and task_id and isinstance(status, str)):
+            return
+        if status not in _BG_OK:
+            return  # still running
+        ok = _BG_OK[status]
+        code = task.get("exitCode")
+        if ok and isinstance(code, int) and not isinstance(code, bool) and code != 0:
+            ok = False
+        error = None
+        if ok is False:
+            error = f"exit code {code}" if isinstance(code, int) else status
+        out.append(Event(_BG_END, ts=ts, call_id=clip(task_id, _ID), ok=ok, error=error))
+
+
+def _prompt(obj: dict, text: str, ts: float | None, out: list[Event]) -> None:
+    """Plain user text: a person's prompt, an interruption, or harness text that is neither."""
+    if obj.get("isMeta") is True or obj.get("isCompactSummary") is True:
+        return
+    head = text[:64].lstrip()
+    if head.startswith(_INTERRUPTED):
+        out.append(Event(_TURN_ABORTED, ts=ts, text=clip(text, _TEXT)))
+        return
+    if head.startswith(_NOTIFICATION):
+        _notifications(text, ts, out)
+        summary = _between(text, "<summary>", "</summary>")
+        out.append(Event(_TURN_START, ts=ts, text=clip(summary or "task notification", _TEXT)))
+        return
+    if head.startswith(_LOCAL_PREFIXES):
+        return
+    if head.startswith("<command-message>"):  # a prompt command (skills, custom commands)
+        name = _between(text, "<command-name>", "</command-name>") or ""
+        args = _between(text, "<command-args>", "</command-args>") or ""
+        text = f"{name} {args}".strip() or text
+    if _visible(text):
+        out.append(Event(_TURN_START, ts=ts, text=clip(text, _TEXT)))
+
+
+def _progress(obj: dict) -> list[Event]:
+    """`progress` lines: most (hook_progress) only accompany a call we see anyway, so they get
+    no events at all, not even META; a long command's, sub-agent's or wait's get a HEARTBEAT."""
+    data = obj.get("data")
+    kind = data.get("type") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or kind not in _HEARTBEAT_KINDS:
+        return []
+    text = None
+    if kind == "waiting_for_task":
+        what = data.get("taskDescription")
+        text = clip(f"waiting for {what}", _TEXT) if isinstance(what, str) and what else None
+    ts = _ts(obj.get("timestamp"))
+    return [Event(_HEARTBEAT, ts=ts, call_id=_str(obj.get("parentToolUseID"), _ID), text=text)]
+
+
+def _system(obj: dict, ts: float | None, out: list[Event]) -> None:
+    subtype = obj.get("subtype")
+    if subtype == "turn_duration":
+        out.append(Event(_TURN_END, ts=ts, text="turn_duration"))
+    elif subtype == "api_error":  # a retried API call; the final failure is an assistant line
+        attempt, most = obj.get("retryAttempt"), obj.get("maxRetries")
+        detail = _api_error_detail(obj.get("error")) or _api_error_detail(obj.get("cause"))
+        text = "API error"
+        if isinstance(attempt, int) and isinstance(most, int):
+            text += f" (retry {attempt}/{most})"
+        if detail:
+            text += f": {detail}"
+        out.append(Event(_ERROR, ts=ts, text=clip(text, _TEXT)))
+
+
+def _api_error_detail(error: object) -> str | None:
+    if isinstance(error, str):
+        return error
+    if not isinstance(error, dict):
+        return None
+    status = error.get("status")
+    message = error.get("message")
+    inner = error.get("error")
+    if not isinstance(message, str) and isinstance(inner, dict):
+        message = inner.get("message")
+        if not isinstance(message, str) and isinstance(inner.get("error"), dict):
+            message = inner["error"].get("message")
+    if not isinstance(message, str):
+        message = error.get("code") if isinstance(error.get("code"), str) else None
+    parts = [str(status)] if isinstance(status, int) and not isinstance(status, bool) else []
+    if isinstance(message, str) and message:
+        parts.append(message)
+    return " ".join(parts) or None
+
+
+def _queue(obj: dict, ts: float | None, out: list[Event]) -> None:
+    if obj.get("operation") != "enqueue":
+        return
+    content = obj.get("content")
+    if isinstance(content, str) and content.startswith(_NOTIFICATION):
+        _notifications(content, ts, out)
+
+
+def _attachment(obj: dict, ts: float | None, out: list[Event]) -> None:
+    att = obj.get("attachment")
+    if not isinstance(att, dict) or att.get("type") != "queued_command":
+        return
+    prompt = att.get("prompt")
+    if isinstance(prompt, str) and prompt[:64].lstrip().startswith(_NOTIFICATION):
+        _notifications(prompt, ts, out)
+
+
+def _nothing(obj: dict, ts: float | None, out: list[Event]) -> None:
+    return
+
+
+_HANDLERS = {
+    "assistant": _assistant,
+    "user": _user,
+    "system": _system,
+    "queue-operation": _queue,
+    "attachment": _attachment,
+    "file-history-snapshot": _nothing,
+    "summary": _nothing,
+    "last-prompt": _nothing,
+    "ai-title": _nothing,
+    "custom-title": _nothing,
+}
+
+
+def parse(obj: dict) -> list[Event] | None:
+    """One Claude Code transcript line → events; None for a line type this format doesn't know."""
+    if not isinstance(obj, dict):
+        return None
+    kind = obj.get("type")
+    if kind == "progress":  # over half of all lines: the cheapest path
+        return _progress(obj)
+    if not isinstance(kind, str):
+        return None
+    handler = _HANDLERS.get(kind)
+    if handler is None:
+        return None
+    ts = _ts(obj.get("timestamp"))
+    out: list[Event] = []
+    cwd = obj.get("cwd")
+    if isinstance(cwd, str) and cwd:
+        out.append(Event(_META, ts=ts, cwd=cwd))
+    handler(obj, ts, out)
+    return out

@@ -1,0 +1,355 @@
+"""Codex CLI rollouts (`~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl`).
+
+Every line is an envelope `{"timestamp", "type", "payload"}`; see docs/formats_agents.md for what
+is read from which payload. One TOOL_RESULT per call: the model API pairs every call with exactly
+one `*_output` item, so results come only from those; `exec_command_end` (which a version may or
+may not persist, before or after the output) only ends background processes.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from bgmon.formats import canonical_input
+from bgmon.model import Event, EventKind, clip
+from bgmon.timefmt import parse_time
+
+_TEXT = 400
+_NAME = 80
+_ID = 120
+_HEADER = 600  # the part of an exec output that holds "Exit code"/"Process exited" lines
+
+# Outputs Codex writes when a call failed before or instead of running (no exit code in them).
+_FAIL_PREFIXES = (
+    "failed to parse function arguments",
+    "unsupported call",
+    "unsupported custom tool call",
+    "exec command rejected",
+    "patch rejected",
+    "apply_patch verification failed",
+    "execution error",
+    "error: ",
+)
+_EXITED = "Process exited with code "
+_RUNNING = "Process running with session ID "
+
+
+def _ts(value: object) -> float | None:
+    try:
+        return parse_time(value)
+    except (ValueError, OverflowError, TypeError):
+        return None
+
+
+def _str(value: object, limit: int) -> str | None:
+    return clip(value, limit) if isinstance(value, str) and value else None
+
+
+def _input(value: object) -> str | None:
+    try:
+        return canonical_input(value)
+    except (RecursionError, ValueError, TypeError):
+        return None
+
+
+def _int(text: str) -> int | None:
+    """The integer at the start of `text` ("0\\nWall time…" → 0)."""
+    text = text.lstrip()
+    end = 1 if text[:1] == "-" else 0
+    while end < len(text) and text[end].isdigit():
+        end += 1
+    try:
+        return int(text[:end])
+    except ValueError:
+        return None
+
+
+def _after(text: str, marker: str) -> str:
+    i = text.find(marker)
+    return text[i + len(marker) :] if i >= 0 else ""
+
+
+# -- tool calls ---------------------------------------------------------------------------
+
+
+def _arguments(raw: object) -> object:
+    """`arguments` is a JSON string; parse it so equal calls canonicalise equally."""
+    if isinstance(raw, str):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _plan(args: object, ts: float | None, out: list[Event]) -> None:
+    """update_plan {"plan": [{"step", "status"}]} → PROGRESS and the in_progress STEP."""
+    plan = args.get("plan") if isinstance(args, dict) else None
+    if not isinstance(plan, list):
+        return
+    done = total = 0
+    current = None
+    for item in plan:
+        if not isinstance(item, dict):
+            continue
+        total += 1
+        status = item.get("status")
+        if status == "completed":
+            done += 1
+        elif status == "in_progress" and current is None:
+            current = item.get("step")
+    if total == 0:
+        return
+    out.append(Event(EventKind.PROGRESS, ts=ts, done=done, total=total))
+    if isinstance(current, str) and current:
+        out.append(Event(EventKind.STEP, ts=ts, text=clip(current, _TEXT)))
+
+
+def _function_call(p: dict, ts: float | None) -> list[Event]:
+    name = p.get("name")
+    args = _arguments(p.get("arguments"))
+    out = [
+        Event(
+            EventKind.TOOL_CALL,
+            ts=ts,
+            tool=_str(name, _NAME),
+            call_id=_str(p.get("call_id"), _ID),
+            input=_input(args),
+        )
+    ]
+    if name == "update_plan":
+        _plan(args, ts, out)
+    return out
+
+
+def _custom_tool_call(p: dict, ts: float | None) -> list[Event]:
+    return [
+        Event(
+            EventKind.TOOL_CALL,
+            ts=ts,
+            tool=_str(p.get("name"), _NAME),
+            call_id=_str(p.get("call_id"), _ID),
+            input=_input(p.get("input")),
+        )
+    ]
+
+
+def _local_shell_call(p: dict, ts: float | None) -> list[Event]:
+    action = p.get("action")
+    command = action.get("command") if isinstance(action, dict) else None
+    return [
+        Event(
+            EventKind.TOOL_CALL,
+            ts=ts,
+            tool="local_shell",
+            call_id=_str(p.get("call_id"), _ID) or _str(p.get("id"), _ID),
+            input=_input(command if command is not None else action),
+        )
+    ]
+
+
+# -- tool results -------------------------------------------------------------------------
+
+
+def _output_text(raw: object) -> tuple[str, bool | None]:
+    """The output's text and an explicit success flag, whichever shape the version wrote."""
+    success = None
+    if isinstance(raw, dict):  # {"content": str | items, "success": bool}
+        flag = raw.get("success")
+        success = flag if isinstance(flag, bool) else None
+        content = raw.get("content")
+        raw = content if content is not None else raw.get("output")
+    if isinstance(raw, str):
+        return raw, success
+    if isinstance(raw, list):  # content items: [{"type": "input_text", "text": …}, …]
+        for item in raw:
+            if isinstance(item, dict):
+                text = item.get("text")
+                if isinstance(text, str):
+                    return text, success
+    return "", success
+
+
+def _verdict(text: str, success: bool | None) -> tuple[bool, int | None, str | None, str]:
+    """→ (ok, exit code, running session id, the output body) for one call's output text."""
+    if text.startswith("{"):  # ≤0.7x shell: {"output": …, "metadata": {"exit_code": N, …}}
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            meta = data.get("metadata")
+            code = meta.get("exit_code") if isinstance(meta, dict) else None
+            body = data.get("output")
+            body = body if isinstance(body, str) else ""
+            if isinstance(code, int) and not isinstance(code, bool):
+                return code == 0, code, None, body
+            if data.get("isError") is True or data.get("success") is False:  # MCP-style results
+                return False, None, None, body or text
+    if text.startswith("Exit code:"):  # ~0.80 shell_command: "Exit code: N\nWall time: …\nOutput:\n…"
+        code = _int(text[len("Exit code:") :])
+        if code is not None:
+            return code == 0, code, None, _after(text, "\nOutput:\n")
+    header = text[:_HEADER]
+    cut = header.find("\nOutput:")
+    if cut >= 0:
+        header = header[:cut]
+    if _EXITED in header:  # 0.12x exec_command / write_stdin
+        code = _int(_after(header, _EXITED))
+        if code is not None:
+            return code == 0, code, None, _after(text, "\nOutput:\n")
+    if _RUNNING in header:
+        session = _after(header, _RUNNING).split("\n", 1)[0].strip()
+        if session:
+            return True, None, session, _after(text, "\nOutput:\n")
+    if success is not None:
+        return success, None, None, text
+    head = text[:80].lstrip().lower()
+    if head.startswith(_FAIL_PREFIXES) or head == "aborted":
+        return False, None, None, text
+    return True, None, None, text
+
+
+def _output(p: dict, ts: float | None) -> list[Event]:
+    text, success = _output_text(p.get("output"))
+    ok, code, session, body = _verdict(text, success)
+    error = None
+    if not ok:
+        detail = body.strip()[:_TEXT] if body else ""
+        head = f"exit code {code}" if code is not None else ""
+        error = clip(f"{head}: {detail}" if head and detail else head or detail or "failed", _TEXT)
+    call_id = _str(p.get("call_id"), _ID)
+    out = [Event(EventKind.TOOL_RESULT, ts=ts, call_id=call_id, ok=ok, error=error)]
+    if session is not None:
+        # The call returned while its process keeps running; `exec_command_end` ends it later.
+        out.append(
+            Event(EventKind.BG_START, ts=ts, call_id=clip(session, _ID), text=f"session {session}")
+        )
+    return out
+
+
+def _exec_end(p: dict, ts: float | None) -> list[Event]:
+    """exec_command_end: the process behind a call exited. It ends a background session (keyed
+    by its process id); the call's own result is its function_call_output."""
+    pid = p.get("process_id")
+    if isinstance(pid, int) and not isinstance(pid, bool):
+        pid = str(pid)
+    if not isinstance(pid, str) or not pid:
+        return []
+    code = p.get("exit_code")
+    status = p.get("status")
+    if not isinstance(code, int) or isinstance(code, bool):
+        code = None
+    ok = status != "failed" and status != "declined" and (code is None or code == 0)
+    error = None if ok else (f"exit code {code}" if code is not None else str(status))
+    return [Event(EventKind.BG_END, ts=ts, call_id=clip(pid, _ID), ok=ok, error=clip(error, _TEXT))]
+
+
+# -- messages and turns -------------------------------------------------------------------
+
+
+def _message(p: dict, ts: float | None) -> list[Event]:
+    if p.get("role") != "assistant":
+        return []  # user/developer items repeat prompts and instructions; turns come from events
+    content = p.get("content")
+    texts: list[str] = []
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for item in content:
+            if isinstance(item, dict):
+                text = item.get("text")
+                if isinstance(text, str) and text and not text.isspace():
+                    texts.append(text)
+    if not texts:
+        return []
+    out = [Event(EventKind.MESSAGE, ts=ts, text=clip("\n".join(texts), _TEXT))]
+    phase = p.get("phase")
+    if phase == "final_answer":
+        out.append(Event(EventKind.TURN_END, ts=ts, text="final_answer"))
+    elif phase is None:
+        # Versions without phases: the last message of a turn, or a preamble to a tool call.
+        out.append(Event(EventKind.TURN_END, ts=ts, text="text_only"))
+    return out
+
+
+def _response_item(p: dict, ts: float | None) -> list[Event]:
+    kind = p.get("type")
+    if kind == "function_call":
+        return _function_call(p, ts)
+    if kind == "function_call_output" or kind == "custom_tool_call_output":
+        return _output(p, ts)
+    if kind == "custom_tool_call":
+        return _custom_tool_call(p, ts)
+    if kind == "local_shell_call":
+        return _local_shell_call(p, ts)
+    if kind == "message":
+        return _message(p, ts)
+    return []  # reasoning, web_search_call, ghost_snapshot, compaction, …
+
+
+def _event_msg(p: dict, ts: float | None) -> list[Event]:
+    kind = p.get("type")
+    if kind == "task_started" or kind == "turn_started":
+        return [Event(EventKind.TURN_START, ts=ts)]
+    if kind == "user_message":
+        if p.get("kind") not in (None, "plain"):  # old versions tagged injected instructions
+            return []
+        return [Event(EventKind.TURN_START, ts=ts, text=_str(p.get("message"), _TEXT))]
+    if kind == "task_complete" or kind == "turn_complete":
+        return [Event(EventKind.TURN_END, ts=ts, text="task_complete")]
+    if kind == "turn_aborted":
+        return [Event(EventKind.TURN_ABORTED, ts=ts, text=_str(p.get("reason"), _TEXT) or "aborted")]
+    if kind == "error":
+        return [Event(EventKind.API_ERROR, ts=ts, text=_str(p.get("message"), _TEXT) or "error")]
+    if kind == "stream_error":  # a retried stream; the turn goes on (a final failure is "error")
+        return [Event(EventKind.ERROR, ts=ts, text=_str(p.get("message"), _TEXT) or "stream error")]
+    if kind == "exec_command_end":
+        return _exec_end(p, ts)
+    return []  # agent_message (repeats the message item), token_count, agent_reasoning, …
+
+
+def _session_meta(p: dict, ts: float | None) -> list[Event]:
+    cwd = p.get("cwd")
+    return [
+        Event(
+            EventKind.META,
+            ts=ts,
+            cwd=cwd if isinstance(cwd, str) and cwd else None,
+            text=_str(p.get("id"), _ID),
+        )
+    ]
+
+
+def _turn_context(p: dict, ts: float | None) -> list[Event]:
+    cwd = p.get("cwd")
+    return [Event(EventKind.META, ts=ts, cwd=cwd)] if isinstance(cwd, str) and cwd else []
+
+
+def _compacted(p: dict, ts: float | None) -> list[Event]:
+    return []
+
+
+_HANDLERS = {
+    "session_meta": _session_meta,
+    "response_item": _response_item,
+    "event_msg": _event_msg,
+    "turn_context": _turn_context,
+    "compacted": _compacted,
+}
+
+
+def parse(obj: dict) -> list[Event] | None:
+    """One rollout line → events; None for an envelope type this format doesn't know."""
+    if not isinstance(obj, dict):
+        return None
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        return None
+    handler = _HANDLERS.get(kind)
+    if handler is None:
+        return None
+    payload = obj.get("payload")
+    if not isinstance(payload, dict):
+        return []
+    return handler(payload, _ts(obj.get("timestamp")))
