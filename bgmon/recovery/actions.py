@@ -1,0 +1,367 @@
+"""Executing approved actions against live state.
+
+A proposal can be minutes old when it is approved: the process may have exited, been restarted,
+or its pid reused. So every argument is checked again right before it takes effect: the live
+task still has that pid, the process is alive and started before the proposal was made, the
+directory exists. Nothing here runs a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bgmon.model import TaskSnapshot
+from bgmon.recovery.proposal import Action, Kill, Mark, Proposal, Restart, Run, Signal
+from bgmon.recovery.redact import MARK as REDACTED
+from bgmon.recovery.redact import redact
+
+TAIL = 2000  # characters of output kept in a result
+PID_TOLERANCE = 2.0  # seconds: process start times and the proposal clock may differ a little
+KILL_WAIT = 3.0  # seconds to wait for SIGKILL to take effect
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    kind: str
+    ok: bool
+    effect: str  # the action's description, as approved
+    exit_code: int | None = None
+    output_tail: str | None = None
+    new_pid: int | None = None
+    error: str | None = None
+    detail: str | None = None  # what happened, in words
+    skipped: bool = False  # not attempted because an earlier action failed
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "ok": self.ok, "effect": self.effect}
+        for name in ("exit_code", "output_tail", "new_pid", "error", "detail"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.skipped:
+            out["skipped"] = True
+        return out
+
+
+class ActionError(RuntimeError):
+    """An action that cannot or did not take effect; the message is shown to the person."""
+
+
+class TaskBusy(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def task_lock(lock_dir: Path, task: str) -> Iterator[None]:
+    """At most one action running per task, across threads and processes (flock on a file).
+
+    Non-blocking: a second approval while one runs is refused at once rather than queued.
+    """
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    name = hashlib.blake2b(task.encode(), digest_size=8).hexdigest() + ".lock"
+    fd = os.open(lock_dir / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TaskBusy(f"an action is already running for task {task}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _tail(text: str | bytes | None) -> str:
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = text[-TAIL:]
+    return redact(text)
+
+
+def _check_owner(pid: int, live: TaskSnapshot | None) -> None:
+    """The live task must still name `pid` as its process."""
+    if live is None:
+        raise ActionError("the task is not found any more")
+    if live.pid != pid:
+        now = f"pid {live.pid}" if live.pid is not None else "no process"
+        raise ActionError(
+            f"the task now has {now}, not pid {pid} (restarted or replaced since the proposal); "
+            "request a new proposal"
+        )
+
+
+def _find(pid: int, since: float) -> psutil.Process | None:
+    """The process `pid`, None if it has exited; refused if the pid was reused, i.e. it belongs
+    to a process started after the proposal was made."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        started = proc.create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:
+        raise ActionError(f"no permission to inspect pid {pid}") from None
+    if since and started > since + PID_TOLERANCE:
+        raise ActionError(
+            f"pid {pid} now belongs to a process started after the proposal (pid reused); refused"
+        )
+    return proc
+
+
+def _live_process(pid: int, live: TaskSnapshot | None, since: float) -> psutil.Process:
+    """The process `pid` if it is still the task's: same pid in the live snapshot, alive, and
+    started before the proposal."""
+    _check_owner(pid, live)
+    proc = _find(pid, since)
+    if proc is None:
+        raise ActionError(f"pid {pid} is not running any more")
+    return proc
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has exited (a zombie counts as exited); return the rest."""
+    deadline = time.monotonic() + timeout
+    alive = list(procs)
+    while True:
+        still = []
+        for p in alive:
+            try:
+                if p.status() == psutil.STATUS_ZOMBIE:
+                    with contextlib.suppress(psutil.Error, ChildProcessError):
+                        p.wait(0)  # reap it when it is our own child
+                    continue
+                still.append(p)
+            except psutil.NoSuchProcess:
+                continue
+            except psutil.AccessDenied:
+                still.append(p)
+        alive = still
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def stop_tree(proc: psutil.Process, grace: float) -> str:
+    """SIGTERM the process and all its descendants, SIGKILL what is left after `grace` s."""
+    try:
+        tree = [proc, *proc.children(recursive=True)]  # listed first: children re-parent on exit
+    except psutil.NoSuchProcess:
+        return f"pid {proc.pid} had already exited"
+    for p in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(signal.SIGTERM)
+    left = _wait_gone(tree, grace)
+    killed = []
+    for p in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+            killed.append(p.pid)
+    left = _wait_gone(left, KILL_WAIT)
+    if left:
+        raise ActionError(f"still running after SIGKILL: {', '.join(str(p.pid) for p in left)}")
+    text = f"stopped pid {proc.pid} and {len(tree) - 1} descendant(s)"
+    if killed:
+        text += f"; SIGKILL needed for {', '.join(map(str, killed))}"
+    return text
+
+
+def write_pid(status_file: str, pid: int) -> bool:
+    """Write the new pid into the task's status.json `pid` field, atomically (temp file +
+    rename); the one write bgmon makes into an agent's files. False if it has no `pid` field."""
+    path = Path(status_file)
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or "pid" not in data:
+        return False
+    data["pid"] = pid
+    fd, tmp = tempfile.mkstemp(prefix=".status.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def live_effect(action: Action) -> str:
+    """The action's effect against the live process tree (children counted now), for the
+    confirmation prompt; the stored description when the process cannot be inspected."""
+    pid = getattr(action, "pid", None)
+    if isinstance(action, Kill | Restart) and pid is not None:
+        try:
+            children = len(psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            return action.describe() + f" (pid {pid} is not running now)"
+        return replace(action, children=children).describe()
+    return action.describe()
+
+
+class Executor:
+    """Runs one approved action. `output_dir`: where a restarted command's output goes (bgmon's
+    own directory, never the agent's); None sends it to /dev/null."""
+
+    def __init__(
+        self,
+        output_dir: Path | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.output_dir = output_dir
+        self._sleep = sleep
+
+    def execute(self, action: Action, proposal: Proposal, live: TaskSnapshot | None) -> ActionResult:
+        effect = action.describe()
+        try:
+            if isinstance(action, Kill):
+                return self._kill(action, proposal, live, effect)
+            if isinstance(action, Restart):
+                return self._restart(action, proposal, live, effect)
+            if isinstance(action, Signal):
+                return self._signal(action, proposal, live, effect)
+            if isinstance(action, Run):
+                return self._run(action, effect)
+            if isinstance(action, Mark):
+                return ActionResult("mark", True, effect, detail=f"marked {action.note!r}")
+            raise ActionError(f"unknown action {action!r}")
+        except ActionError as exc:
+            return ActionResult(action.kind, False, effect, error=redact(str(exc)))
+        except OSError as exc:
+            return ActionResult(action.kind, False, effect, error=redact(f"{exc.strerror or exc}"))
+
+    def _kill(self, a: Kill, p: Proposal, live: TaskSnapshot | None, effect: str) -> ActionResult:
+        proc = _live_process(a.pid, live, p.created_ts)
+        return ActionResult("kill", True, effect, detail=stop_tree(proc, a.grace))
+
+    def _signal(self, a: Signal, p: Proposal, live: TaskSnapshot | None, effect: str) -> ActionResult:
+        proc = _live_process(a.pid, live, p.created_ts)
+        try:
+            proc.send_signal(signal.Signals[a.signal])
+        except psutil.NoSuchProcess:
+            raise ActionError(f"pid {a.pid} exited before the signal was sent") from None
+        except psutil.AccessDenied:
+            raise ActionError(f"no permission to signal pid {a.pid}") from None
+        return ActionResult("signal", True, effect, detail=f"sent {a.signal} to pid {a.pid}")
+
+    def _restart(
+        self, a: Restart, p: Proposal, live: TaskSnapshot | None, effect: str
+    ) -> ActionResult:
+        if any(REDACTED in arg for arg in a.argv):
+            raise ActionError("the stored command contains redacted text; request a new proposal")
+        if not os.path.isdir(a.cwd):
+            raise ActionError(f"directory {a.cwd} does not exist")
+        steps = []
+        if a.pid is not None:
+            _check_owner(a.pid, live)
+            proc = _find(a.pid, p.created_ts)
+            # Exited since the proposal: nothing to stop, the start still makes sense.
+            steps.append(stop_tree(proc, a.grace) if proc else f"pid {a.pid} had already exited")
+        elif live is not None and live.pid is not None and (live.proc is None or live.proc.alive):
+            raise ActionError(
+                f"the task has a running process now (pid {live.pid}); request a new proposal"
+            )
+        if a.delay:
+            self._sleep(a.delay)
+            steps.append(f"waited {a.delay:g}s")
+        new_pid = self._start(a)
+        steps.append(f"started pid {new_pid}")
+        if a.status_file:
+            if write_pid(a.status_file, new_pid):
+                steps.append(f"wrote pid {new_pid} to {a.status_file}")
+            else:
+                steps.append(f"{a.status_file} has no pid field; left unchanged")
+        return ActionResult("restart", True, effect, new_pid=new_pid, detail="; ".join(steps))
+
+    def _start(self, a: Restart) -> int:
+        out: Any = subprocess.DEVNULL
+        log = None
+        if self.output_dir is not None:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            base = os.path.basename(a.argv[0]) or "task"
+            log = open(self.output_dir / f"{base}-{stamp}-{os.getpid()}.log", "ab")  # noqa: SIM115
+            out = log
+        try:
+            child = subprocess.Popen(
+                list(a.argv),
+                cwd=a.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+                start_new_session=True,  # detached: survives bgmon and its terminal
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise ActionError(f"program not found: {a.argv[0]}") from None
+        finally:
+            if log is not None:
+                log.close()
+        # Reap it when it exits while bgmon still runs, so it does not linger as a zombie.
+        threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
+        return child.pid
+
+    def _run(self, a: Run, effect: str) -> ActionResult:
+        if not os.path.isdir(a.cwd):
+            raise ActionError(f"directory {a.cwd} does not exist")
+        try:
+            child = subprocess.Popen(
+                list(a.argv),
+                cwd=a.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group, so a timeout kills all it started
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise ActionError(f"program not found: {a.argv[0]}") from None
+        try:
+            out, _ = child.communicate(timeout=a.timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            try:
+                out, _ = child.communicate(timeout=KILL_WAIT)
+            except subprocess.TimeoutExpired:  # something escaped the group and holds the pipe
+                child.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(KILL_WAIT)
+                out = b""
+            return ActionResult(
+                "run", False, effect, exit_code=child.returncode, output_tail=_tail(out),
+                error=f"timed out after {a.timeout:g}s; killed",
+            )
+        code = child.returncode
+        return ActionResult(
+            "run", code == 0, effect, exit_code=code, output_tail=_tail(out),
+            error=None if code == 0 else f"exited with code {code}",
+            detail=f"{a.argv[0]} exited with code {code}",
+        )

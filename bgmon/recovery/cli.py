@@ -1,0 +1,333 @@
+"""`bgmon propose | approve | reject | history | report`: recovery from a shell.
+
+`run_command(args, target)` takes either the effective `Config` (the live tasks are then found
+with one engine look, only when a command needs them) or a `find_task(ref)` function.
+Exit codes: 0 ok, 1 action failed / proposal or task not found / cannot approve, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import orjson
+
+from bgmon.model import TaskSnapshot
+from bgmon.recovery.journal import PENDING, Journal
+from bgmon.recovery.proposal import Proposal
+from bgmon.recovery.service import NOT_FOUND, Outcome, RecoveryService
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+FindTask = Callable[[str], "TaskSnapshot | None"]
+COMMANDS = ("propose", "approve", "reject", "history", "report")
+
+
+def add_parsers(
+    subparsers: Any, add_common: Callable[[argparse.ArgumentParser], None] | None = None
+) -> None:
+    """Add the five recovery subcommands; `add_common` adds the caller's shared options."""
+
+    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--root", dest="roots", action="append", metavar="DIR",
+            help="a watched root (repeatable; default: .); the journal lives under the first",
+        )
+        p.add_argument("--journal", metavar="PATH", help="journal file (default: "
+                       "ROOT/.agents/logs/background_monitoring.jsonl)")
+        if add_common is not None:
+            add_common(p)
+        return p
+
+    p = common(subparsers.add_parser(
+        "propose", help="ask for a recovery proposal (Claude, or the built-in rules)",
+        description="Diagnose a task and propose recovery actions. Uses Claude when the "
+        "anthropic SDK finds credentials (ANTHROPIC_API_KEY), else the built-in rules. "
+        "Nothing runs until you approve.",
+    ))
+    p.add_argument("task", metavar="TASK", help="task id or key, as `bgmon --once` shows it")
+    p.add_argument("--json", action="store_true", help="print the proposal as one JSON object")
+    p.add_argument("--model", metavar="M", help="Claude model (default: $BGMON_MODEL, config, "
+                   "or the newest Opus the installed SDK knows)")
+    p.add_argument("--fresh", action="store_true",
+                   help="make a new proposal even if one is pending for the task")
+    p.add_argument("--rules", action="store_true", help="use the built-in rules only (no API call)")
+
+    p = common(subparsers.add_parser(
+        "approve", help="run a proposal's actions",
+        description="Show a proposal's exact effect, ask for confirmation, then run it.",
+    ))
+    p.add_argument("proposal_id", metavar="PROPOSAL_ID")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    p = common(subparsers.add_parser("reject", help="reject a proposal"))
+    p.add_argument("proposal_id", metavar="PROPOSAL_ID")
+    p.add_argument("--reason", metavar="TEXT", help="why (kept in the journal)")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+    p = common(subparsers.add_parser(
+        "history", help="past health changes, proposals, decisions and results"
+    ))
+    p.add_argument("task", metavar="TASK", nargs="?", help="only this task (id or key)")
+    p.add_argument("--json", action="store_true", help="print the records as a JSON array")
+
+    p = common(subparsers.add_parser("report", help="a summary of the recovery journal"))
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+def _service_from(args: argparse.Namespace, target: Any) -> tuple[RecoveryService, FindTask]:
+    model = getattr(args, "model", None)
+    journal_arg = getattr(args, "journal", None)
+    if callable(target):
+        roots = getattr(args, "roots", None) or ["."]
+        journal = Journal.for_root(roots[0], journal_arg)
+        service = RecoveryService(journal, model=model or os.environ.get("BGMON_MODEL") or None)
+        return service, target
+    config = target  # bgmon.config.Config
+    service = RecoveryService.from_config(config, journal_path=journal_arg)
+    if model:
+        service.model = model
+    monitor: list[Any] = []
+
+    def find(ref: str) -> TaskSnapshot | None:
+        if not monitor:  # one look at the live tasks, only when a command needs them
+            from bgmon.engine import collect
+
+            monitor.append(collect(config))
+        return monitor[0].find(ref)
+
+    return service, find
+
+
+def run_command(
+    args: argparse.Namespace,
+    target: Any,
+    *,
+    service: RecoveryService | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    """Run one recovery subcommand. `target`: a Config or a `find_task(ref)` function."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    stdin = stdin or sys.stdin
+    command = getattr(args, "command", None)
+    if command not in COMMANDS:
+        print(f"bgmon: unknown recovery command {command!r}", file=err)
+        return EXIT_USAGE
+    made, find = _service_from(args, target)
+    service = service or made
+    if command == "propose":
+        return _propose(args, service, find, out, err)
+    if command == "approve":
+        return _approve(args, service, find, out, err, stdin)
+    if command == "reject":
+        outcome = service.reject(args.proposal_id, args.reason, by="cli")
+        return _print_outcome(outcome, args.json, out, err)
+    if command == "history":
+        records = service.history(args.task)
+        if args.json:
+            out.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
+        elif not records:
+            where = f" for {args.task}" if args.task else ""
+            print(f"no records{where} in {service.journal.path}", file=out)
+        else:
+            for r in records:
+                print(format_record(r), file=out)
+        return EXIT_OK
+    report = service.report()
+    if args.json:
+        out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        out.write(format_report(report))
+    return EXIT_OK
+
+
+def _propose(
+    args: argparse.Namespace, service: RecoveryService, find: FindTask, out: TextIO, err: TextIO
+) -> int:
+    snapshot = find(args.task)
+    if snapshot is None:
+        print(f"bgmon: no task matches {args.task!r} (use an id or key as `bgmon --once` shows)",
+              file=err)
+        return EXIT_FAILED
+    proposal = service.request_proposal(
+        snapshot, model=args.model, fresh=args.fresh, use_claude=False if args.rules else None
+    )
+    assert proposal is not None  # no cancel event given
+    if args.json:
+        out.write(orjson.dumps(proposal.to_json()).decode() + "\n")
+    else:
+        out.write(format_proposal(proposal))
+    return EXIT_OK
+
+
+def _approve(
+    args: argparse.Namespace,
+    service: RecoveryService,
+    find: FindTask,
+    out: TextIO,
+    err: TextIO,
+    stdin: TextIO,
+) -> int:
+    proposal = service.get(args.proposal_id)
+    if proposal is None:
+        print(f"bgmon: no proposal {args.proposal_id} in {service.journal.path}", file=err)
+        return EXIT_FAILED
+    if service.state(proposal.id) == PENDING and not args.yes:
+        if not stdin.isatty():
+            print("bgmon: stdin is not a terminal, so bgmon cannot ask for confirmation; "
+                  "re-run with --yes to approve", file=err)
+            return EXIT_USAGE
+        print(f"Approve {proposal.id} for task {proposal.task} ({proposal.origin})?", file=out)
+        lines = service.preview(proposal) or ["(no actions: only the decision is recorded)"]
+        for line in lines:
+            print(f"  {line}", file=out)
+        out.write("Run this? [y/N] ")
+        out.flush()
+        answer = stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            print("not approved; nothing done", file=out)
+            return EXIT_OK
+    outcome = service.approve(proposal.id, find, by="cli")
+    return _print_outcome(outcome, args.json, out, err)
+
+
+def _print_outcome(outcome: Outcome, as_json: bool, out: TextIO, err: TextIO) -> int:
+    if as_json:
+        out.write(orjson.dumps(outcome.to_json()).decode() + "\n")
+    elif outcome.status == NOT_FOUND:
+        print(f"bgmon: {outcome.message}", file=err)
+    else:
+        print(outcome.message, file=out)
+        for r in outcome.results:
+            mark = "skipped" if r.skipped else ("ok" if r.ok else "FAILED")
+            what = r.detail or r.error or ""
+            if r.new_pid is not None and "pid" not in what:
+                what += f" (new pid {r.new_pid})"
+            if r.exit_code is not None and "code" not in what:
+                what += f" (exit code {r.exit_code})"
+            print(f"  [{mark}] {r.kind}: {what}".rstrip(), file=out)
+            if r.error and r.detail and r.error not in r.detail:
+                print(f"      error: {r.error}", file=out)
+            if r.output_tail:
+                for line in r.output_tail.rstrip("\n").splitlines()[-20:]:
+                    print(f"      | {line}", file=out)
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+# --- text formats -----------------------------------------------------------------------------
+
+
+def format_proposal(p: Proposal) -> str:
+    lines = [
+        f"Proposal {p.id} for task {p.task}",
+        f"  from:       {p.origin}",
+        f"  confidence: {p.confidence:.2f}",
+        f"  diagnosis:  {p.diagnosis}",
+    ]
+    if p.actions:
+        lines.append("  actions (run in order when approved):")
+        lines += [f"    {line}" for line in p.describe()]
+    else:
+        lines.append("  actions: none")
+    if p.refused:
+        lines.append("  refused (will not run):")
+        for r in p.refused:
+            raw = orjson.dumps(r.get("raw"), default=str).decode()
+            if len(raw) > 300:
+                raw = raw[:299] + "…"
+            lines.append(f"    - {raw}: {r.get('reason')}")
+    lines.append(f"  approve: bgmon approve {p.id}    reject: bgmon reject {p.id} --reason TEXT")
+    return "\n".join(lines) + "\n"
+
+
+def format_record(r: dict[str, Any]) -> str:
+    kind = r.get("kind")
+    head = f"{r.get('ts', '?')}  {r.get('task', '?')}  "
+    if kind == "health":
+        pats = r.get("patterns") or []
+        why = f" [{', '.join(map(str, pats))}]" if pats else ""
+        reasons = r.get("reasons") or []
+        detail = reasons[0].get("detail") if reasons and isinstance(reasons[0], dict) else ""
+        return f"{head}health {r.get('from') or '-'} → {r.get('to')}{why}" + (
+            f": {detail}" if detail else "")
+    if kind == "proposal":
+        p = r.get("proposal") or {}
+        origin = p.get("source", "?")
+        if p.get("source") == "claude":
+            origin += f" {p.get('model')}"
+        elif p.get("degraded_reason"):
+            origin += f" ({p.get('degraded_reason')})"
+        acts = ", ".join(str(a.get("kind")) for a in p.get("actions", []) if isinstance(a, dict))
+        diag = str(p.get("diagnosis", ""))
+        if len(diag) > 160:
+            diag = diag[:159] + "…"
+        return f"{head}proposal {p.get('id')} from {origin}: [{acts or 'no actions'}] {diag}"
+    if kind == "decision":
+        reason = f": {r['reason']}" if r.get("reason") else ""
+        by = f" ({r['by']})" if r.get("by") else ""
+        return f"{head}{r.get('decision')} {r.get('proposal')}{by}{reason}"
+    if kind == "result":
+        parts = []
+        for a in r.get("results", []):
+            if not isinstance(a, dict):
+                continue
+            status = "skipped" if a.get("skipped") else ("ok" if a.get("ok") else "failed")
+            extra = a.get("detail") or a.get("error") or ""
+            parts.append(f"{a.get('kind')} {status}" + (f" ({extra})" if extra else ""))
+        verdict = "ok" if r.get("ok") else "FAILED"
+        return f"{head}result {r.get('proposal')} {verdict}: " + ("; ".join(parts) or "no actions")
+    if kind == "mark":
+        note = r.get("note")
+        return f"{head}mark {note!r}" if note else f"{head}mark cleared"
+    return f"{head}{kind}"
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    lines = [f"Recovery journal {rep['journal']}: {rep['records']} records"]
+    if rep.get("bad_lines"):
+        lines.append(f"  {rep['bad_lines']} unreadable line(s) skipped")
+    failures = rep.get("failures_by_pattern") or {}
+    lines.append("Failures by pattern:" if failures else "Failures by pattern: none recorded")
+    lines += [f"  {name:<24} {count}" for name, count in failures.items()]
+    props = rep.get("proposals", {})
+    by_source = ", ".join(f"{k} {v}" for k, v in props.items() if k != "total")
+    lines.append(
+        f"Proposals: {props.get('total', 0)}" + (f" ({by_source})" if by_source else "")
+        + f"; approved {rep['approved']}, rejected {rep['rejected']}, superseded {rep['superseded']}"
+    )
+    acts = rep.get("actions", {})
+    rate = rep.get("action_success_rate")
+    lines.append(
+        f"Actions: {acts.get('ok', 0)}/{acts.get('total', 0)} succeeded"
+        + (f" ({rate:.0%})" if rate is not None else "")
+    )
+    median = rep.get("median_recovery_seconds")
+    if median is None:
+        lines.append("Time from failure to recovery: no recoveries recorded")
+    else:
+        lines.append(
+            f"Time from failure to recovery: median {_dur(median)} over {rep['recoveries']}"
+        )
+    if rep.get("still_failing"):
+        lines.append(f"Still failing: {', '.join(rep['still_failing'])}")
+    return "\n".join(lines) + "\n"
+
+
+def _dur(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+

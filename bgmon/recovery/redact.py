@@ -1,0 +1,146 @@
+"""Secret redaction: applied to everything bgmon sends to the API and to free text it writes.
+
+Logs of coding agents are full of credentials (env dumps, curl commands, config files). Nothing
+that looks like one may leave the machine, so the Claude context goes through `redact_obj`, and
+text bgmon writes or shows (journal records, error messages) goes through `redact` as well.
+
+Two layers:
+- patterns for the well-known token formats and `key=value` style assignments;
+- exact values bgmon knows are secret (the API key the SDK resolved, `register_secret`), which
+  catch a key in any format, e.g. echoed back inside an API error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable
+
+MARK = "[REDACTED]"
+
+# Names of environment variables whose values are scrubbed wherever they appear.
+SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+
+_MIN_EXACT = 8  # shorter "secrets" would scrub ordinary words
+
+_known: set[str] = set()
+_known_lock = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember an exact secret value (e.g. the API key the SDK resolved) to scrub everywhere."""
+    if value and len(value) >= _MIN_EXACT:
+        with _known_lock:
+            _known.add(value)
+
+
+def known_secrets() -> list[str]:
+    values = {os.environ.get(name) for name in SECRET_ENV_VARS}
+    with _known_lock:
+        values |= _known
+    # Longest first, so a key that contains another is replaced whole.
+    return sorted((v for v in values if v and len(v) >= _MIN_EXACT), key=len, reverse=True)
+
+
+def _sub(pattern: str, label: str, flags: int = 0) -> tuple[re.Pattern[str], str]:
+    return re.compile(pattern, flags), f"[REDACTED:{label}]"
+
+
+# Order matters: whole blocks first, then specific token formats, then generic assignments (whose
+# values may already be a marker, which the value pattern skips).
+_TOKENS: list[tuple[re.Pattern[str], str]] = [
+    # A PEM private key, also when the text was cut before its END line.
+    _sub(
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----[\s\S]*?"
+        r"(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\Z)",
+        "private-key",
+    ),
+    _sub(r"sk-ant-[A-Za-z0-9_\-]{8,}", "anthropic"),
+    _sub(r"\bsk-[A-Za-z0-9_\-]{16,}", "api-key"),
+    _sub(r"\bgithub_pat_[A-Za-z0-9_]{20,}", "github"),
+    _sub(r"\bgh[opusr]_[A-Za-z0-9]{20,}", "github"),
+    _sub(r"\bglpat-[A-Za-z0-9_\-]{20,}", "gitlab"),
+    _sub(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}", "slack"),
+    _sub(r"\bAIza[0-9A-Za-z_\-]{30,}", "google"),
+    _sub(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b", "aws-key-id"),
+    _sub(r"\bnpm_[A-Za-z0-9]{30,}", "npm"),
+    # JWT: header.payload[.signature]; the signature may have been cut off.
+    _sub(r"\beyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*)?", "jwt"),
+]
+
+# A value: quoted (may contain spaces) or a bare word; never an existing marker.
+_VALUE = r"(?![\"']?\[REDACTED)(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'&]+)"
+_SECRET_WORD = (
+    r"(?:password|passwd|passphrase|secret|token(?!s)|api[_\-]?key|apikey|access[_\-]?key"
+    r"|private[_\-]?key|credentials?|session[_\-]?id|cookie)"
+)
+_CONTEXT: list[tuple[re.Pattern[str], str]] = [
+    # Authorization headers (Bearer, Basic, token) and bare "Bearer xyz".
+    (
+        re.compile(
+            r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
+            r"(?:(?:bearer|basic|token|digest)\s+)?)" + _VALUE
+        ),
+        r"\1" + MARK,
+    ),
+    (re.compile(r"(?i)(\bbearer\s+)(?!\[REDACTED)[A-Za-z0-9._~+/=\-]{8,}"), r"\1" + MARK),
+    # x-api-key: …, key = value, "key": "value", KEY_TOKEN=value, --password value
+    (
+        re.compile(
+            r"(?i)((?:\b|_|-)[A-Za-z0-9_.\-]*" + _SECRET_WORD + r"[A-Za-z0-9_.\-]*[\"']?\s*[:=]\s*)"
+            + _VALUE
+        ),
+        r"\1" + MARK,
+    ),
+    (
+        re.compile(r"(?i)(--?(?:password|passwd|token|secret|api-?key|access-?key)\s+)" + _VALUE),
+        r"\1" + MARK,
+    ),
+    # Credentials inside a URL: scheme://user:password@host
+    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]+:)[^@\s/]+(@)"), r"\1" + MARK + r"\2"),
+]
+
+
+def redact(text: str, extra: Iterable[str] = ()) -> str:
+    """`text` with every secret bgmon recognises replaced by a [REDACTED…] marker."""
+    if not text:
+        return text
+    for value in [*known_secrets(), *(e for e in extra if e and len(e) >= _MIN_EXACT)]:
+        if value in text:
+            text = text.replace(value, MARK)
+    for pattern, mark in _TOKENS:
+        text = pattern.sub(mark, text)
+    for pattern, repl in _CONTEXT:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def redact_obj(value: object, extra: Iterable[str] = ()) -> object:
+    """Redact every string inside JSON-like data (dict keys stay, their values are redacted)."""
+    extra = tuple(extra)
+    if isinstance(value, str):
+        return redact(value, extra)
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            key = str(k)
+            if re.fullmatch(r"(?i)[A-Za-z0-9_.\-]*" + _SECRET_WORD + r"[A-Za-z0-9_.\-]*", key) and (
+                isinstance(v, str | int | float) and not isinstance(v, bool)
+            ):
+                # {"password": "x"} has no "=" in it once it is data, not text.
+                out[key] = MARK
+            else:
+                out[key] = redact_obj(v, extra)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact_obj(v, extra) for v in value]
+    return value
+
+
+def scrub(text: str) -> str:
+    """Only the exact known secrets: for text whose shape must stay (e.g. an argv being stored)."""
+    for value in known_secrets():
+        if value in text:
+            text = text.replace(value, MARK)
+    return text

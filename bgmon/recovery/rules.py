@@ -1,0 +1,302 @@
+"""Rule-based proposals: the failure catalogue applied to a task snapshot.
+
+This is the graceful-degradation path (no API key, API down, breaker open), so the diagnosis has
+to stand on its own: what was seen, what it means, what to do, and why bgmon proposes exactly
+these actions (or none).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+from bgmon.model import Badge, EventKind, TaskSnapshot
+from bgmon.recovery.breaker import backoff_delay
+from bgmon.recovery.patterns import SEVERITIES, Catalogue, Pattern
+from bgmon.recovery.proposal import (
+    DEFAULT_GRACE,
+    Action,
+    Kill,
+    Mark,
+    Proposal,
+    Restart,
+    basis_of,
+    new_id,
+)
+from bgmon.recovery.redact import redact
+from bgmon.recovery.validate import status_file, task_cwd
+
+_ERROR_FIELDS = ("error", "last_error", "failure", "reason", "exit_reason")
+_ERROR_EVENTS = {EventKind.ERROR, EventKind.API_ERROR, EventKind.TURN_ABORTED}
+_SCAN_EVENTS = 40  # how far back in `recent` error texts are looked for
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    pattern: Pattern
+    evidence: str  # what matched: the error text, or the health rule and its detail
+    by_text: bool  # found in error text (more specific) rather than by a health rule
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.pattern.classification(), "strategy": self.pattern.strategy,
+                "evidence": self.evidence}
+
+
+def error_texts(snapshot: TaskSnapshot) -> list[str]:
+    """Texts that describe what went wrong, newest first."""
+    out: list[str] = []
+    for name in _ERROR_FIELDS:
+        value = snapshot.fields.get(name)
+        if isinstance(value, str) and value.strip():
+            out.append(value.strip())
+    for ev in reversed(snapshot.recent[-_SCAN_EVENTS:]):
+        if ev.error:
+            out.append(ev.error)
+        if ev.text and (
+            ev.kind in _ERROR_EVENTS
+            or ev.ok is False
+            or (ev.kind is EventKind.MESSAGE and ev.text.startswith("[stderr]"))
+        ):
+            out.append(ev.text)
+    out.extend(r.detail for r in snapshot.health.reasons if r.detail)
+    return out
+
+
+def match(snapshot: TaskSnapshot, catalogue: Catalogue) -> list[Match]:
+    """Every catalogue pattern the snapshot shows, strongest first (see `_rank`)."""
+    found: dict[str, Match] = {}
+    for reason in snapshot.health.reasons:
+        for p in catalogue.match_rules([reason.rule]):
+            evidence = redact(f"{reason.rule}: {_clip(reason.detail, 200)}")
+            found.setdefault(p.name, Match(p, evidence, by_text=False))
+    for text in error_texts(snapshot):
+        p = catalogue.match_text(text)
+        if p is not None and (p.name not in found or not found[p.name].by_text):
+            # Quoted in the diagnosis, the journal and the UI: no secrets.
+            found[p.name] = Match(p, redact(_clip(text, 200)), by_text=True)
+    return sorted(found.values(), key=_rank, reverse=True)
+
+
+def _rank(m: Match) -> tuple[int, int]:
+    # Severity first (a full disk outranks the restart a dead process would suggest), then text
+    # evidence over a generic health rule (it names the cause, the rule only the symptom).
+    return (SEVERITIES.index(m.pattern.severity), int(m.by_text))
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _disk_note(cwd: str | None) -> str:
+    if not cwd or not os.path.isdir(cwd):
+        return ""
+    try:
+        usage = shutil.disk_usage(cwd)
+    except OSError:
+        return ""
+    return f" The filesystem holding {cwd} has {_size(usage.free)} free of {_size(usage.total)}."
+
+
+def _alive(snapshot: TaskSnapshot) -> bool:
+    if snapshot.pid is None:
+        return False
+    return snapshot.proc is None or snapshot.proc.alive
+
+
+def _children(snapshot: TaskSnapshot) -> int | None:
+    return len(snapshot.proc.children) if snapshot.proc is not None else None
+
+
+def _kill(snapshot: TaskSnapshot) -> Kill:
+    assert snapshot.pid is not None
+    return Kill(pid=snapshot.pid, grace=DEFAULT_GRACE, children=_children(snapshot))
+
+
+def _restart(snapshot: TaskSnapshot, delay: float = 0.0) -> Restart | None:
+    cwd = task_cwd(snapshot)
+    if not snapshot.command or cwd is None:
+        return None
+    alive = _alive(snapshot)
+    return Restart(
+        argv=tuple(snapshot.command),
+        cwd=cwd,
+        pid=snapshot.pid if alive else None,
+        grace=DEFAULT_GRACE,
+        delay=delay,
+        status_file=status_file(snapshot),
+        children=_children(snapshot) if alive else None,
+    )
+
+
+def _no_command(snapshot: TaskSnapshot) -> str:
+    if task_cwd(snapshot) is None:
+        return " bgmon cannot restart it: no working directory is recorded."
+    return (
+        " bgmon cannot restart it: no command is recorded for it (a `command` argv in its"
+        " status.json, or start it with `bgmon run`)."
+    )
+
+
+def propose(
+    snapshot: TaskSnapshot,
+    catalogue: Catalogue,
+    *,
+    degraded_reason: str | None = None,
+    restarts: int = 0,
+    refused: tuple[dict[str, Any], ...] = (),
+) -> Proposal:
+    """A rule-based proposal. `restarts`: restarts bgmon already ran for this task recently (from
+    the journal), which makes `restart_once` stop and `wait_restart` back off further."""
+    matches = match(snapshot, catalogue)
+    diagnosis, confidence, actions = _plan(snapshot, matches, restarts)
+    return Proposal(
+        id=new_id(),
+        task=snapshot.key,
+        task_id=snapshot.id,
+        source="rules",
+        model=None,
+        degraded_reason=degraded_reason,
+        diagnosis=diagnosis,
+        confidence=confidence,
+        actions=tuple(actions),
+        refused=refused,
+        patterns=tuple(m.pattern.name for m in matches),
+        basis=basis_of(snapshot),
+    )
+
+
+def _plan(
+    snapshot: TaskSnapshot, matches: list[Match], restarts: int
+) -> tuple[str, float, list[Action]]:
+    badge = snapshot.health.badge
+    alive = _alive(snapshot)
+    state = f"{snapshot.name} is {badge.value}"
+    if snapshot.health.summary:
+        state += f" ({redact(_clip(snapshot.health.summary, 200))})"
+    state += "."
+
+    if not badge.is_fault:
+        text = f"{state} Nothing to recover."
+        if matches:
+            names = ", ".join(m.pattern.name for m in matches)
+            text += f" (Earlier errors matched: {names}; it is past them.)"
+        return text, 0.9, []
+
+    actions: list[Action] = []
+    if not matches:
+        return _unmatched(snapshot, state, restarts)
+
+    top = matches[0]
+    p = top.pattern
+    # Any matched pattern that says "restarting will not help" vetoes a restart.
+    veto = next((m.pattern for m in matches if m.pattern.strategy == "no_restart"), None)
+    strategy = "no_restart" if veto is not None else p.strategy
+    if veto is not None:
+        p = veto
+    evidence = next((m.evidence for m in matches if m.pattern is p), top.evidence)
+    text = f"{state} Looks like {p.name.replace('_', ' ')} ({p.type}, {p.severity}): {p.advice}"
+    text += f' Evidence: "{evidence}".'
+    others = [m.pattern.name for m in matches if m.pattern is not p]
+    if others:
+        text += f" Also seen: {', '.join(others)}."
+    confidence = 0.75 if any(m.by_text for m in matches if m.pattern is p) else 0.6
+
+    if strategy in ("wait_restart", "restart", "restart_once", "kill_restart"):
+        if strategy == "restart_once" and restarts >= 1:
+            text += (
+                f" bgmon already restarted it {restarts}x recently and it failed again the same"
+                " way; another restart is unlikely to help, so none is proposed."
+            )
+            actions.append(Mark(note=f"needs a person: {p.name} after restart"))
+            return text, confidence - 0.15, actions
+        delay = 0.0
+        if strategy == "wait_restart":
+            # Backoff grows with each restart bgmon already did: 5s, 10s, 20s … capped at 5 min.
+            delay = round(backoff_delay(restarts + 1, first=5.0, cap=300.0, jitter=0.0), 1)
+        restart = _restart(snapshot, delay)
+        if restart is not None:
+            if strategy == "wait_restart":
+                text += (
+                    f" The restart waits {delay:g}s first (backoff; longer after each restart)."
+                )
+            actions.append(restart)
+        else:
+            text += _no_command(snapshot)
+            if alive and strategy == "kill_restart":
+                text += " Stopping it at least frees its resources; start it again by hand."
+                actions.append(_kill(snapshot))
+            actions.append(Mark(note=f"needs a manual restart: {p.name}"))
+        return text, confidence, actions
+
+    if strategy == "kill":
+        if alive:
+            actions.append(_kill(snapshot))
+            text += " Restarting would likely repeat it, so only a stop is proposed."
+        else:
+            text += " Its process is gone already."
+            actions.append(Mark(note=f"needs a person: {p.name}"))
+        return text, confidence, actions
+
+    if strategy == "no_restart":
+        if p.name == "disk_full":
+            text += _disk_note(task_cwd(snapshot))
+        text += " No restart is proposed: it would fail the same way."
+        actions.append(Mark(note=f"needs a person: {p.name.replace('_', ' ')}"))
+        return text, confidence, actions
+
+    if strategy == "wait":
+        text += " No action is needed now beyond waiting; mark it so others know."
+        actions.append(Mark(note=f"waiting: {p.name.replace('_', ' ')}"))
+        return text, confidence, actions
+
+    # "mark"
+    text += " No automatic action is proposed."
+    actions.append(Mark(note=f"needs a person: {p.name.replace('_', ' ')}"))
+    return text, confidence, actions
+
+
+def _unmatched(
+    snapshot: TaskSnapshot, state: str, restarts: int
+) -> tuple[str, float, list[Action]]:
+    """A fault no catalogue pattern explains: fall back on the badge."""
+    badge = snapshot.health.badge
+    alive = _alive(snapshot)
+    reasons = "; ".join(f"{r.rule}: {r.detail}" for r in snapshot.health.reasons)
+    text = f"{state} No known failure pattern matches"
+    text += f" (evidence: {redact(_clip(reasons, 300))})." if reasons else "."
+    actions: list[Action] = []
+    if badge is Badge.STUCK:
+        restart = _restart(snapshot)
+        if restart is not None:
+            text += " A stuck task usually needs a stop and a fresh start."
+            actions.append(restart)
+        elif alive:
+            text += " A stuck task usually needs a stop." + _no_command(snapshot)
+            actions.append(_kill(snapshot))
+        return text, 0.4, actions
+    if badge is Badge.FAILED:
+        restart = _restart(snapshot)
+        if restart is not None and restarts == 0:
+            text += " The cause is unknown; one restart may help if it was transient."
+            actions.append(restart)
+            return text, 0.3, actions
+        if restart is None:
+            text += _no_command(snapshot)
+        elif restarts:
+            text += f" It was restarted {restarts}x recently already."
+        actions.append(Mark(note="needs a person: failed, cause unknown"))
+        return text, 0.3, actions
+    text += " It is still making some progress; keep watching."
+    actions.append(Mark(note="watching"))
+    return text, 0.3, actions
