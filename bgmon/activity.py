@@ -12,6 +12,9 @@ from dataclasses import dataclass, replace
 from bgmon.model import Event, EventKind, Progress
 
 RECENT_EVENTS = 40
+# Tools whose whole point is to be called again with the same input (polling a background
+# command's output): repeating them is waiting, not a loop.
+POLLING_TOOLS = frozenset({"TaskOutput", "BashOutput", "write_stdin", "AgentOutputTool"})
 RESULT_WINDOW = 10
 _PENDING_CAP = 256
 
@@ -62,7 +65,8 @@ class Activity:
         handler = _HANDLERS.get(ev.kind)
         if handler is not None:
             handler(self, ev)
-        if ev.kind is not EventKind.META:
+        # Heartbeats prove life (last_event_at) but would crowd real events out of the window.
+        if ev.kind is not EventKind.META and ev.kind is not EventKind.HEARTBEAT:
             self.recent.append(ev)
 
     def _name_result(self, ev: Event) -> Event:
@@ -83,7 +87,9 @@ class Activity:
 
     def _tool_call(self, ev: Event) -> None:
         sig = (ev.tool, ev.input)
-        if sig == self._last_call:
+        if ev.tool in POLLING_TOOLS:
+            pass  # neither counts towards a loop nor breaks one
+        elif sig == self._last_call:
             self.loop_count += 1
         else:
             self._last_call = sig
@@ -148,7 +154,8 @@ class Activity:
     def _turn(self, state: str, ev: Event) -> None:
         self.turn = state
         self.turn_at = ev.ts
-        self.turn_text = ev.text if state in ("aborted", "api_error") else None
+        # For an ended turn the adapter says why it thinks so (e.g. "text_only": a guess).
+        self.turn_text = ev.text if state != "running" else None
 
     def summary(self) -> ActivitySummary:
         return ActivitySummary(

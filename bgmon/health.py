@@ -22,6 +22,10 @@ NOT_STARTED = frozenset({"created", "pending", "queued"})
 FINAL_OK = frozenset({"completed", "cancelled"})
 FINAL_BAD = frozenset({"failed", "timeout"})
 KNOWN_STATUSES = RUNNING | NOT_STARTED | FINAL_OK | FINAL_BAD
+# Claude 2.1.3x writes no stop_reason: a text-only reply may be a preamble to a tool call
+# (the corpus: median 1 s, p90 6 s later). Such a guessed end counts only once it has settled.
+TENTATIVE_ENDS = frozenset({"text_only"})
+TURN_SETTLE = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +203,8 @@ def _from_turns(obs: Observation, now: float, th: Thresholds) -> Health:
         return Health(Badge.FAILED, (_reason("turn.aborted", f"last turn was aborted{_said(act.turn_text)}"),))
     if act.turn == "api_error":
         return Health(Badge.FAILED, (_reason("turn.api_error", f"last turn ended on an API error{_said(act.turn_text)}"),))
-    if act.turn == "ended" and not act.background:
+    tentative = act.turn_text in TENTATIVE_ENDS and act.turn_at is not None and now - act.turn_at < TURN_SETTLE
+    if act.turn == "ended" and not act.background and not tentative:
         if obs.agent_alive:
             return Health(Badge.COMPLETED, (_reason("turn.ended", "turn ended, waiting for input"),))
         return Health(Badge.COMPLETED, (_reason("turn.ended", "last turn ended; nothing of it still runs"),))

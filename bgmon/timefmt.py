@@ -16,8 +16,11 @@ def parse_time(value: object) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        v = float(value)
-        if v != v or v <= 0:  # NaN or non-positive
+        try:
+            v = float(value)
+        except OverflowError:
+            return None
+        if not 0 < v < _MS_THRESHOLD * 1000:  # NaN, infinities, non-positive, absurd
             return None
         return v / 1000.0 if v > _MS_THRESHOLD else v
     if isinstance(value, str):
@@ -36,7 +39,8 @@ def parse_time(value: object) -> float | None:
             return None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
+        ts = dt.timestamp()
+        return ts if ts > 0 else None
     return None
 
 

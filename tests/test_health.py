@@ -250,3 +250,15 @@ def test_parent_rolls_up_the_worst_child_and_says_which():
     assert h.reasons[0].rule == "rollup"
     assert h.summary == "child b is failed: process 1 exited"
     assert roll_up(own, [("c", Health(Badge.COMPLETED))]) is own
+
+
+def test_a_guessed_turn_end_counts_only_once_it_has_settled():
+    act = fold(turn(EventKind.TURN_START), Event(EventKind.TURN_END, ts=NOW - 3, text="text_only"))
+    obs = Observation(source="claude", activity=act, last_append=NOW - 3)
+    assert assess(obs, NOW, TH).badge is Badge.HEALTHY
+    assert assess(obs, NOW + 30, TH).badge is Badge.COMPLETED
+
+
+def test_polling_the_same_background_output_is_not_a_loop():
+    events = [call(i, tool="TaskOutput", inp='{"task_id":"b1"}') for i in range(8)]
+    assert assess(running(activity=fold(*events)), NOW, TH).badge is Badge.HEALTHY

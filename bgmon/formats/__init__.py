@@ -32,8 +32,10 @@ def canonical_input(value: object) -> str | None:
     else:
         try:
             text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
-        except TypeError:
-            text = repr(value)
+        except (TypeError, orjson.JSONEncodeError):
+            # Nested deeper than orjson allows (or not JSON at all): not worth a repr that
+            # could recurse as deep; such inputs all compare equal, which is harmless.
+            text = f"<{type(value).__name__} input that is not plain JSON>"
     if len(text) <= _INPUT_LIMIT:
         return text
     digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=6).hexdigest()

@@ -39,7 +39,8 @@ def _text(value: object, limit: int = 400) -> str | None:
 
 
 def parse(obj: dict) -> list[Event] | None:
-    kind = _KINDS.get(obj.get("type"))  # type: ignore[arg-type]
+    raw = obj.get("type")
+    kind = _KINDS.get(raw) if isinstance(raw, str) else None
     if kind is None:
         return None
     ok = obj.get("ok")
