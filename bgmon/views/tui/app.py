@@ -1,0 +1,310 @@
+"""`bgmon`: the live TUI. The engine runs in a worker (its Monitor calls in a thread); the UI
+thread only merges the changes it reports and repaints what they touch."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static, Tree
+from textual.worker import Worker, WorkerState
+
+from bgmon.config import Config
+from bgmon.engine import Change, Monitor
+from bgmon.live import LiveEngine
+from bgmon.model import TaskSnapshot
+from bgmon.views.order import SORTS, counts
+from bgmon.views.tui.detail import DetailPanel, render_group, render_task
+from bgmon.views.tui.fmt import age
+from bgmon.views.tui.help import HelpScreen
+from bgmon.views.tui.messages import TasksChanged
+from bgmon.views.tui.sync import TreeSync
+from bgmon.views.tui.texts import empty_text, status_text, summary
+from bgmon.views.tui.tree import GroupRow, Row, TaskTree
+
+ORDER_CHECK = 1.0  # seconds: re-sorting after a badge change waits this long …
+ACTIVITY_ORDER_CHECK = 5.0  # … and under the activity sort (everything moves), this long
+
+
+class BgmonApp(App[int]):
+    CSS_PATH = "bgmon.tcss"
+    TITLE = "bgmon"
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("f", "faults", "Faults only"),
+        Binding("s", "sort", "Sort"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        monitor: Monitor | None = None,
+        live: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.monitor = monitor if monitor is not None else Monitor(config)
+        self.live = live
+        self.clock = clock or self.monitor.clock
+        self.loaded = False  # the engine's first look has arrived
+        self.looked: list[str] = []
+        self.read_warnings: list[str] = []
+        self.selected: str | None = None  # task key or group key under the cursor
+        self.engine: LiveEngine | None = None
+        self._lock = threading.Lock()
+        self._pending: dict[str, Change] = {}
+        self._meta: tuple[list[str], list[str]] | None = None
+        self._order_due = False
+        self._restarts = 0
+        self._panel_ages: tuple[str, ...] = ()  # the ages the detail panel shows
+        self.task_tree = TaskTree(self.clock, id="tree")
+        self.sync = TreeSync(self.task_tree)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Input(placeholder="filter by name, id, step or group — esc clears", id="filter")
+                yield Static(id="status")
+                yield self.task_tree
+            yield DetailPanel(id="detail")
+        yield Static(id="empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter").display = False
+        self.task_tree.focus()
+        if self.live:
+            self.start_engine()
+        else:
+            self.receive([Change("added", s.key, s) for s in self.monitor.snapshots()], self._look())
+        self._show_state()
+        self.set_interval(1.0, self.tick)
+
+    # -- the engine (worker thread side) ----------------------------------------------------
+
+    def start_engine(self) -> None:
+        self.engine = LiveEngine(self.monitor, self.emit)
+        self.run_worker(self.engine.run(), name="engine", group="engine", exclusive=True, exit_on_error=False)
+
+    def emit(self, changes: list[Change]) -> None:
+        """Called by the engine from its worker thread: merge, then nudge the UI (coalesced)."""
+        meta = self._look()
+        with self._lock:
+            for change in changes:
+                self._pending[change.key] = change  # the latest word on a task wins
+            self._meta = meta
+        self.post_message(TasksChanged())
+
+    def _look(self) -> tuple[list[str], list[str]]:
+        return list(self.monitor.found.looked), self.monitor.warnings()
+
+    def on_unmount(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one error handler: say what failed, keep the app up, restart the engine."""
+        worker = event.worker
+        if event.state is not WorkerState.ERROR:
+            return
+        err = worker.error
+        again = worker.name == "engine" and self.live
+        delay = min(30, 2 ** min(self._restarts + 1, 5))
+        tail = f" Restarting in {delay}s." if again else ""
+        self.notify(f"{worker.name} stopped: {type(err).__name__}: {err}.{tail}",
+                    title="bgmon", severity="error", timeout=10)
+        if again:
+            self._restarts += 1
+            self.set_timer(delay, self.start_engine)
+
+    # -- changes (UI thread) -------------------------------------------------------------------
+
+    def on_tasks_changed(self, _: TasksChanged) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            meta, self._meta = self._meta, None
+        self.receive(pending.values(), meta)
+
+    def receive(self, changes: Iterable[Change], meta: tuple[list[str], list[str]] | None) -> None:
+        first = not self.loaded
+        self.loaded = True
+        if meta is not None:
+            self.looked, self.read_warnings = meta
+        with self.batch_update():
+            done = self.sync.apply(changes, rebuild=first)
+            self.sync.count()
+            if done.reorder and not self._order_due:
+                self._order_due = True
+                wait = ACTIVITY_ORDER_CHECK if self.sync.sort == "activity" else ORDER_CHECK
+                self.set_timer(wait, self.check_order)
+            if first or self.selected is None:
+                self.cursor_to_first_task()
+            elif done.rebuilt or self.sync.node_for(self.selected) is None:
+                self.restore_cursor()
+            elif self.selected in done.touched:
+                self.show_selected()
+            self._show_state()
+
+    def check_order(self) -> None:
+        """After badges moved: re-sort, but only if the order under the sort really changed."""
+        self._order_due = False
+        if self.sync.tree_order() != self.sync.wanted_order():
+            self.rebuild()
+
+    def rebuild(self) -> None:
+        with self.batch_update():
+            self.sync.rebuild()
+            self.restore_cursor()
+            self._show_state()
+
+    # -- cursor and detail ---------------------------------------------------------------------
+
+    def cursor_to_first_task(self) -> None:
+        groups = self.task_tree.root.children
+        if not groups:
+            self.show_selected()
+            return
+        first = groups[0].children[0] if groups[0].children else groups[0]
+        self.task_tree.get_node_at_line(0)  # lay the lines out now, so the node has its line
+        self.task_tree.move_cursor(first)
+        self.show_selected(first)
+
+    def restore_cursor(self) -> None:
+        node = self.sync.node_for(self.selected)
+        self.task_tree.get_node_at_line(0)
+        if node is not None and node.line >= 0:
+            self.task_tree.move_cursor(node)
+        elif self.task_tree.cursor_line >= self.task_tree.last_line:
+            self.task_tree.cursor_line = self.task_tree.last_line
+        self.show_selected(self.task_tree.cursor_node if node is None else node)
+
+    @on(Tree.NodeHighlighted)
+    def _highlighted(self, event: Tree.NodeHighlighted) -> None:
+        self.show_selected(event.node)
+
+    @on(Tree.NodeCollapsed)
+    def _collapsed(self, event: Tree.NodeCollapsed) -> None:
+        if event.node.data is not None:
+            self.sync.collapsed.add(event.node.data.key)
+
+    @on(Tree.NodeExpanded)
+    def _expanded(self, event: Tree.NodeExpanded) -> None:
+        if event.node.data is not None:
+            self.sync.collapsed.discard(event.node.data.key)
+
+    def show_selected(self, node=None) -> None:
+        if node is not None:
+            self.selected = node.data.key if node.data is not None else None
+        panels = self.query(DetailPanel)
+        if not panels:
+            return  # shutting down
+        detail = panels.first()
+        data: Row | None = None
+        if self.selected is not None:
+            found = self.sync.node_for(self.selected)
+            data = found.data if found is not None else None
+        if isinstance(data, TaskSnapshot):
+            snap = self.sync.snaps.get(data.key, data)
+            self._panel_ages = self._ages_of(snap)
+            detail.show(render_task(snap, self.clock()))
+        elif isinstance(data, GroupRow):
+            detail.show(render_group(data, self.read_warnings))
+        elif self.sync.snaps:
+            detail.show("No task matches the filter." if not self.sync.nodes else "Select a task.")
+
+    def tick(self) -> None:
+        """Once a second: ages move on. Repaint the visible rows and the panel whose ages did."""
+        self.task_tree.refresh_visible()
+        snap = self.sync.snaps.get(self.selected or "")
+        if snap is not None and self._ages_of(snap) != self._panel_ages:
+            self.show_selected()
+
+    def _ages_of(self, snap: TaskSnapshot) -> tuple[str, ...]:
+        now = self.clock()
+        return tuple(age(now, ts) for ts in (snap.last_activity, *(e.ts for e in snap.recent)))
+
+    def _show_state(self) -> None:
+        snaps = list(self.sync.snaps.values())
+        self.sub_title = summary(counts(snaps), len(snaps))
+        empty = self.query_one("#empty", Static)
+        nothing = not snaps
+        empty.display = nothing
+        self.query_one("#main").display = not nothing
+        if nothing:
+            empty.update(empty_text(self.loaded, self.looked, self.config, self.read_warnings))
+        status = self.query_one("#status", Static)
+        status.update(status_text(self.sync, len(self.read_warnings)))
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if event.value != self.sync.text:
+            self.sync.text = event.value
+            self.rebuild()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.display = False
+        self.task_tree.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        had = bool(box.value) or box.display
+        box.value = ""
+        box.display = False
+        self.task_tree.focus()
+        if had and self.sync.text:
+            self.sync.text = ""
+            self.rebuild()
+
+    def action_faults(self) -> None:
+        self.sync.faults_only = not self.sync.faults_only
+        self.rebuild()
+
+    def action_sort(self) -> None:
+        self.sync.sort = SORTS[(SORTS.index(self.sync.sort) + 1) % len(SORTS)]
+        self.rebuild()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_expand_all(self) -> None:
+        self.sync.collapsed.clear()
+        self.task_tree.root.expand_all()
+
+    def action_collapse_all(self) -> None:
+        for node in self.sync.groups.values():
+            node.collapse()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Filter tasks", "Type to filter by name, id, step or group  (key: /)", self.action_filter)
+        yield SystemCommand("Clear the filter", "Show every task again  (key: esc)", self.action_clear_filter)
+        yield SystemCommand("Faults only", "Show only struggling, stuck and failed tasks, or all again  (key: f)",
+                            self.action_faults)
+        yield SystemCommand("Cycle sort", "Badge severity → last activity → name  (key: s)", self.action_sort)
+        yield SystemCommand("Help", "Keys and what each badge means  (key: ?)", self.action_help)
+        yield SystemCommand("Expand all", "Open every group and task", self.action_expand_all)
+        yield SystemCommand("Collapse all", "Fold every group", self.action_collapse_all)
+
+def run_tui(config: Config) -> int:
+    BgmonApp(config).run()
+    return 0

@@ -1,0 +1,32 @@
+"""Small text helpers shared by the tree rows and the detail panel."""
+
+from __future__ import annotations
+
+import os
+
+from bgmon.timefmt import ago
+
+
+def short_path(path: str | None) -> str:
+    """`/home/me/src/x` → `~/src/x` (HOME is read each time, so tests can set it)."""
+    if not path:
+        return ""
+    home = os.path.expanduser("~").rstrip(os.sep)
+    if home and home != os.sep and (path == home or path.startswith(home + os.sep)):
+        return "~" + path[len(home) :]
+    return path
+
+
+def one_line(text: str | None, limit: int) -> str:
+    """Newlines shown as ⏎, cut to `limit` cells with an ellipsis."""
+    if not text:
+        return ""
+    flat = " ⏎ ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    if len(flat) <= limit:
+        return flat
+    return flat[: max(0, limit - 1)] + "…"
+
+
+def age(now: float, ts: float | None) -> str:
+    """Time since `ts` as `5s`/`3m`/`2h05m`, or `–` when unknown."""
+    return "–" if ts is None else ago(now - ts)

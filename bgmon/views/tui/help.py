@@ -1,0 +1,61 @@
+"""The `?` screen: every key, the badges and what they mean."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from bgmon.model import Badge
+from bgmon.views.text import STYLES
+
+KEYS = (
+    ("↑ ↓  j k", "move between tasks"),
+    ("enter  space", "expand or collapse a group or a task with sub-tasks"),
+    ("/", "filter by text (name, id, step, group); esc clears it"),
+    ("f", "faults only: struggling, stuck, failed (parents kept for context)"),
+    ("s", "cycle the sort: badge severity → last activity → name"),
+    ("?", "this help"),
+    ("ctrl+p", "command palette (every action above is there too)"),
+    ("q", "quit"),
+)
+MEANINGS = {
+    Badge.HEALTHY: "running and showing signs of life",
+    Badge.STRUGGLING: "tool calls keep failing (a streak, or half of the recent ones)",
+    Badge.STUCK: "no sign of life for too long, or the same call repeated in a loop",
+    Badge.FAILED: "said it failed, or its process is gone without a final status",
+    Badge.COMPLETED: "finished (or the agent's turn ended)",
+    Badge.UNKNOWN: "not enough evidence to judge",
+}
+
+
+def help_table() -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    table.add_row(Text("Keys", style="bold underline"), "")
+    for key, what in KEYS:
+        table.add_row(key, what)
+    table.add_row("", "")
+    table.add_row(Text("Badges", style="bold underline"), "")
+    for badge, meaning in MEANINGS.items():
+        table.add_row(Text(f"{badge.glyph} {badge.value}", style=STYLES[badge]), meaning)
+    table.add_row("", "")
+    table.add_row("", Text("A parent shows the worst badge of its sub-tasks (\"from child\").", style="dim"))
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close", show=False),
+        Binding("q", "dismiss", "Close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Static(help_table())
