@@ -441,6 +441,15 @@ class Monitor:
                 out += [f"{record.snapshot.name} ({record.spec.key}): {w}" for w in record.snapshot.warnings]
         return out
 
+    def set_notes(self, notes: dict[str, str]) -> None:
+        """bgmon's own marks on tasks (from the recovery journal); shown in every view."""
+        if notes == self.notes:
+            return
+        for key in self.notes.keys() | notes.keys():
+            if self.notes.get(key) != notes.get(key) and key in self.tasks:
+                self.tasks[key].dirty = True
+        self.notes = dict(notes)
+
     def find(self, ref: str) -> TaskSnapshot | None:
         """A task by key, id or name (as shown by `--once`)."""
         snaps = self.snapshots()

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from watchfiles import awatch
 
@@ -26,15 +27,26 @@ TICK_MS = 1000  # time-based rules (stuck) are re-checked at least this often
 MAX_WATCHED = 8000  # beyond this, rely on the sweep (inotify watches are a shared budget)
 
 
+class Recorder(Protocol):
+    """Where badge changes are journaled and marks come from (recovery's service)."""
+
+    def record_transition(self, snapshot, previous) -> None: ...
+
+    def marks(self) -> dict[str, str]: ...
+
+
 class LiveEngine:
     def __init__(
         self,
         monitor: Monitor,
         emit: Callable[[list[Change]], None],
         clock: Callable[[], float] = time.monotonic,
+        recorder: Recorder | None = None,
     ) -> None:
         self.monitor = monitor
         self.emit = emit
+        self.recorder = recorder
+        self.journal_errors = 0
         self.clock = clock
         self.config: Config = monitor.config
         self._next_sweep = 0.0
@@ -101,9 +113,43 @@ class LiveEngine:
         if first or now >= self._next_procs:
             monitor.look_procs()
             self._next_procs = now + self.config.proc_interval
+        self._load_marks()
         changes = monitor.evaluate()
+        self._journal(changes)
         if changes or first:
             self.emit(changes)
+
+    def _load_marks(self) -> None:
+        if self.recorder is None:
+            return
+        try:
+            self.monitor.set_notes(self.recorder.marks())
+        except OSError:
+            self.journal_errors += 1
+
+    def _journal(self, changes: list[Change]) -> None:
+        """Every badge change goes into the journal; a journal that cannot be written is
+        counted, never allowed to stop the monitor."""
+        if self.recorder is None:
+            return
+        for c in changes:
+            if c.kind == "health" and c.snapshot is not None:
+                try:
+                    self.recorder.record_transition(c.snapshot, c.previous.badge if c.previous else None)
+                except OSError:
+                    self.journal_errors += 1
+
+
+def _recorder(config: Config) -> Recorder | None:
+    """The recovery journal for this root, or None when it cannot be opened (read-only root):
+    the monitor works without it."""
+    from bgmon.recovery.service import RecoveryService
+
+    try:
+        return RecoveryService.from_config(config)
+    except (OSError, ValueError) as exc:
+        print(f"bgmon: journal disabled: {exc}", file=sys.stderr)
+        return None
 
 
 def follow(config: Config) -> int:
@@ -127,7 +173,7 @@ def follow(config: Config) -> int:
             out.flush()
 
     async def main() -> None:
-        engine = LiveEngine(monitor, emit)
+        engine = LiveEngine(monitor, emit, recorder=_recorder(config))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, engine.stop)

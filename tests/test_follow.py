@@ -73,6 +73,12 @@ def test_badge_change_appears_as_one_json_line(ws, isolated_home):
         assert change["from"] == "healthy" and change["to"] == "struggling"
         assert change["id"] == "worker" and change["key"].endswith("/worker")
         assert change["reasons"][0]["rule"] == "struggling.streak"
+        # …and the transition is in the journal under the watched root.
+        journal = ws.root / ".agents" / "logs" / "background_monitoring.jsonl"
+        records = [orjson.loads(x) for x in journal.read_bytes().splitlines()]
+        health = [r for r in records if r["kind"] == "health"]
+        assert [(r["task"], r["from"], r["to"]) for r in health] == [
+            (change["key"], "healthy", "struggling")]
 
         ws.task("newcomer")
         added = lines.until(lambda o: o.get("event") == "added")
