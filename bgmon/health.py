@@ -121,6 +121,10 @@ def _stuck(obs: Observation, now: float, th: Thresholds) -> list[Reason]:
             f"the same call repeated {act.loop_count} times in a row: {_call_text(act.loop_call)}"
             f" [threshold {th.loop_repeats}]",
         ))
+    if obs.proc is not None and obs.proc.cpu_active:
+        # The latest process look saw the tree using CPU: busy now, whatever the clock says
+        # since that look (looks are seconds apart; a lease may expire in between).
+        return reasons
     life, what = last_sign_of_life(obs)
     if life is not None and now - life > th.stuck_after:
         detail = (

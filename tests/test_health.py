@@ -262,3 +262,11 @@ def test_a_guessed_turn_end_counts_only_once_it_has_settled():
 def test_polling_the_same_background_output_is_not_a_loop():
     events = [call(i, tool="TaskOutput", inp='{"task_id":"b1"}') for i in range(8)]
     assert assess(running(activity=fold(*events)), NOW, TH).badge is Badge.HEALTHY
+
+
+def test_a_lease_expiring_between_process_looks_is_not_stuck_while_the_tree_is_busy():
+    obs = running(
+        updated_at=NOW - 120, ready_until=NOW - 1, last_cpu=NOW - 2, pid=9,
+        proc=ProcFacts(pid=9, alive=True, cpu_active=True),
+    )
+    assert assess(obs, NOW, TH).badge is Badge.HEALTHY
