@@ -24,7 +24,7 @@ SUBCOMMANDS = ("demo", "run", "propose", "approve", "reject", "history", "report
 
 EPILOG = """\
 commands:
-  bgmon demo [--dir DIR]          simulated agents, then the TUI on them
+  bgmon demo [--dir DIR] [--once] simulated agents, then the TUI on them (--once: as text)
   bgmon run [OPTIONS] -- CMD ...  supervise a command as a monitored background task
   bgmon propose TASK [--json]     ask for a recovery proposal (Claude, or built-in rules)
   bgmon approve PROPOSAL_ID       run an approved proposal's actions
