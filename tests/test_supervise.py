@@ -468,6 +468,9 @@ def test_kill_9_of_wrapper_leaves_the_evidence(tmp_path):
     proc = wrapper(tmp_path, "-q", "--name", "k", "--heartbeat", "0.2s", "--", PY, child)
     task = tmp_path / ".worktrees" / "k"
     doc = wait_for(lambda: (d := status(task))["status"] == "running" and d["pid"] and d)
+    # Kill only once the child has written its line: a child that writes after its supervisor
+    # died gets EPIPE and dies too, which would make the orphan below a race.
+    wait_for(lambda: b'"up"' in (task / "logs" / "events.jsonl").read_bytes())
     proc.kill()
     proc.wait(timeout=DEADLINE)
     try:

@@ -275,7 +275,9 @@ def format_record(r: dict[str, Any]) -> str:
     if kind == "decision":
         reason = f": {r['reason']}" if r.get("reason") else ""
         by = f" ({r['by']})" if r.get("by") else ""
-        return f"{head}{r.get('decision')} {r.get('proposal')}{by}{reason}"
+        # `bgmon run`'s automatic restarts have no proposal: name the action instead.
+        ref = r.get("proposal") or r.get("action") or "-"
+        return f"{head}{r.get('decision')} {ref}{by}{reason}"
     if kind == "result":
         parts = []
         for a in r.get("results", []):
@@ -285,7 +287,9 @@ def format_record(r: dict[str, Any]) -> str:
             extra = a.get("detail") or a.get("error") or ""
             parts.append(f"{a.get('kind')} {status}" + (f" ({extra})" if extra else ""))
         verdict = "ok" if r.get("ok") else "FAILED"
-        return f"{head}result {r.get('proposal')} {verdict}: " + ("; ".join(parts) or "no actions")
+        ref = r.get("proposal") or r.get("action") or "-"
+        by = f" ({r['by']})" if r.get("by") else ""
+        return f"{head}result {ref}{by} {verdict}: " + ("; ".join(parts) or "no actions")
     if kind == "mark":
         note = r.get("note")
         return f"{head}mark {note!r}" if note else f"{head}mark cleared"
@@ -305,6 +309,8 @@ def format_report(rep: dict[str, Any]) -> str:
         f"Proposals: {props.get('total', 0)}" + (f" ({by_source})" if by_source else "")
         + f"; approved {rep['approved']}, rejected {rep['rejected']}, superseded {rep['superseded']}"
     )
+    if rep.get("automatic"):
+        lines.append(f"Automatic decisions (auto-recover, bgmon run): {rep['automatic']}")
     acts = rep.get("actions", {})
     rate = rep.get("action_success_rate")
     lines.append(

@@ -28,6 +28,8 @@ from bgmon.timefmt import parse_time
 DEFAULT_PATH = Path(".agents") / "logs" / "background_monitoring.jsonl"
 VERSION = 1
 DURABLE_KINDS = frozenset({"decision", "result", "mark"})
+# `by` of decisions no person made: the monitor's auto-recover, and `bgmon run`'s restarts.
+AUTOMATIC = frozenset({"auto", "bgmon run"})
 
 # Proposal states, derived from the records that follow a proposal.
 PENDING, APPROVED, REJECTED, EXECUTED, FAILED, SUPERSEDED = (
@@ -217,7 +219,7 @@ class Journal:
         recoveries: list[float] = []
         proposals: Counter[str] = Counter()
         decisions: Counter[str] = Counter()
-        actions_total = actions_ok = 0
+        actions_total = actions_ok = automatic = 0
         by_kind: Counter[str] = Counter()
         for r in recs:
             kind = r.get("kind")
@@ -239,7 +241,10 @@ class Journal:
             elif kind == "proposal" and isinstance(r.get("proposal"), dict):
                 proposals[str(r["proposal"].get("source", "?"))] += 1
             elif kind == "decision":
-                decisions[str(r.get("decision"))] += 1
+                if r.get("proposal"):  # `bgmon run`'s own restarts have none: not a proposal
+                    decisions[str(r.get("decision"))] += 1
+                if r.get("decision") == APPROVED and r.get("by") in AUTOMATIC:
+                    automatic += 1
             elif kind == "result":
                 for a in _results(r):
                     if a.get("skipped"):
@@ -256,6 +261,7 @@ class Journal:
             "approved": decisions.get(APPROVED, 0),
             "rejected": decisions.get(REJECTED, 0),
             "superseded": decisions.get(SUPERSEDED, 0),
+            "automatic": automatic,  # approved without a person: auto-recover and bgmon run
             "actions": {"total": actions_total, "ok": actions_ok, "by_kind": dict(by_kind)},
             "action_success_rate": (actions_ok / actions_total) if actions_total else None,
             "recoveries": len(recoveries),

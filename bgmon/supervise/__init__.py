@@ -17,6 +17,7 @@ from pathlib import Path
 import orjson
 
 from bgmon.recovery.patterns import CatalogueError, load_catalogue
+from bgmon.supervise.journal import RestartJournal
 from bgmon.supervise.output import DEFAULT_PROGRESS, EventLog, compile_progress
 from bgmon.supervise.policy import MODES, RestartPolicy
 from bgmon.supervise.run import RunConfig, Supervisor
@@ -113,7 +114,8 @@ def _setup(args: argparse.Namespace) -> Supervisor:
                     kill_grace=args.run_kill_grace, progress=regexes)
     if not args.run_quiet:
         print(f"bgmon run: task {name} (bg_{hexid}) in {directory}", file=sys.stderr, flush=True)
-    return Supervisor(cfg, status, log, catalogue, RestartPolicy(args.run_restart))
+    journal = RestartJournal.for_task(directory, cfg.cwd, f"bg_{hexid}", argv)
+    return Supervisor(cfg, status, log, catalogue, RestartPolicy(args.run_restart), journal)
 
 
 def _place(args: argparse.Namespace, argv: list[str], hexid: str) -> tuple[str, Path]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from bgmon.model import clip
 from bgmon.recovery.patterns import Catalogue, Pattern
+from bgmon.supervise.journal import RestartJournal
 from bgmon.supervise.output import EventLog, Segment, classification, line_event, pump
 from bgmon.supervise.policy import CLEAN_EXIT, GiveUp, RestartPolicy
 from bgmon.supervise.proc import (
@@ -72,12 +73,14 @@ class Outcome:
 
 class Supervisor:
     def __init__(self, cfg: RunConfig, status: StatusFile, log: EventLog,
-                 catalogue: Catalogue, policy: RestartPolicy) -> None:
+                 catalogue: Catalogue, policy: RestartPolicy,
+                 journal: RestartJournal | None = None) -> None:
         self.cfg = cfg
         self.status = status
         self.log = log
         self.catalogue = catalogue
         self.policy = policy
+        self.journal = journal  # the recovery journal: every automatic restart goes there too
         self.run: Run | None = None
         self.stop_signal: int | None = None
         self._forwarded_at: float | None = None
@@ -127,12 +130,16 @@ class Supervisor:
             proc = spawn(self.cfg.argv, self.cfg.cwd)
         except OSError as exc:
             message = start_error(self.cfg.argv, exc)
+            if self.journal is not None:
+                self.journal.not_started(message)
             self._final("failed", message, say=False, exitCode=None)
             # Said even with --quiet: the user must learn why nothing ran.
             print(f"bgmon run: {message}", file=sys.stderr, flush=True)
             return False
         now = time.monotonic()
         self.run = Run(proc, now)
+        if self.journal is not None:
+            self.journal.started(proc.pid)  # records only a restart it decided on
         if self.stop_signal is not None:
             # The stop came while it was being started: it must not run on unsupervised.
             signal_group(proc.pid, signal.SIGTERM)
@@ -302,6 +309,10 @@ class Supervisor:
         self.log.write("message", text=wait, source="bgmon", action="restart", automatic=True,
                        reason=why, attempt=attempt, delay=round(delay, 3),
                        **({"pattern": pattern.name, "strategy": pattern.strategy} if pattern else {}))
+        if self.journal is not None:
+            self.journal.decided(text=wait, reason=why, attempt=attempt, delay=delay,
+                                 pattern=pattern.name if pattern else None,
+                                 strategy=pattern.strategy if pattern else None)
         self._say(wait)
         self.status.update(status="running", step=wait,
                            restartAt=iso_ms(time.time() + delay))
@@ -314,6 +325,9 @@ class Supervisor:
         while self.stop_signal is None and (left := deadline - time.monotonic()) > 0:
             time.sleep(min(left, 0.05))
         if self.stop_signal is not None:
+            if self.journal is not None:
+                self.journal.not_started(f"cancelled: {signame(self.stop_signal)} sent to "
+                                         "bgmon run while it waited")
             self._final("cancelled", f"{signame(self.stop_signal)} sent to bgmon run "
                         "while it waited to restart the command")
             return False
