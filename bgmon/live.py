@@ -22,6 +22,7 @@ from watchfiles import awatch
 
 from bgmon.config import Config
 from bgmon.engine import Change, Monitor
+from bgmon.recovery.auto import AutoRecovery
 
 TICK_MS = 1000  # time-based rules (stuck) are re-checked at least this often
 MAX_WATCHED = 8000  # beyond this, rely on the sweep (inotify watches are a shared budget)
@@ -42,10 +43,12 @@ class LiveEngine:
         emit: Callable[[list[Change]], None],
         clock: Callable[[], float] = time.monotonic,
         recorder: Recorder | None = None,
+        auto: AutoRecovery | None = None,
     ) -> None:
         self.monitor = monitor
         self.emit = emit
         self.recorder = recorder
+        self.auto = auto  # rule-based recovery for tasks that opted in (autoRecover: true)
         self.journal_errors = 0
         self.clock = clock
         self.config: Config = monitor.config
@@ -56,6 +59,8 @@ class LiveEngine:
         self.batches = 0  # file-event batches handled (for tests and benches)
 
     def stop(self) -> None:
+        if self.auto is not None:
+            self.auto.close()
         self._stop.set()
         self._rewatch.set()
 
@@ -116,6 +121,10 @@ class LiveEngine:
         self._load_marks()
         changes = monitor.evaluate()
         self._journal(changes)
+        if self.auto is not None:
+            # Every pass, changes or not: a fault held back while bgmon run still restarts the
+            # task is picked up once its supervisor gives up, which may change nothing else.
+            self.auto.on_changes(changes, monitor.find)
         if changes or first:
             self.emit(changes)
 
@@ -173,7 +182,9 @@ def follow(config: Config) -> int:
             out.flush()
 
     async def main() -> None:
-        engine = LiveEngine(monitor, emit, recorder=_recorder(config))
+        recorder = _recorder(config)
+        auto = AutoRecovery(recorder) if recorder is not None else None
+        engine = LiveEngine(monitor, emit, recorder=recorder, auto=auto)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, engine.stop)
