@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import orjson
 
-from bgmon.model import Event
+from bgmon.model import Event, EventKind, clip
 
 Parser = Callable[[dict], "list[Event] | None"]
 
@@ -40,6 +40,31 @@ def canonical_input(value: object) -> str | None:
         return text
     digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=6).hexdigest()
     return f"{text[:_INPUT_LIMIT - 16]}…#{digest}"
+
+
+def checklist_events(
+    items: object, step_of: Callable[[dict], object], ts: float | None, out: list[Event]
+) -> None:
+    """An agent's to-do list (Claude's TodoWrite, Codex's update_plan) → PROGRESS (completed of
+    all) and STEP (the first in_progress item's text, as `step_of` finds it)."""
+    if not isinstance(items, list):
+        return
+    done = total = 0
+    current = None
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        total += 1
+        status = item.get("status")
+        if status == "completed":
+            done += 1
+        elif status == "in_progress" and current is None:
+            current = step_of(item)
+    if total == 0:
+        return
+    out.append(Event(EventKind.PROGRESS, ts=ts, done=done, total=total))
+    if isinstance(current, str) and current:
+        out.append(Event(EventKind.STEP, ts=ts, text=clip(current, 400)))
 
 
 def parser_for(name: str) -> Parser:

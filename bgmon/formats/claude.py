@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bgmon.formats import canonical_input
+from bgmon.formats import canonical_input, checklist_events
 from bgmon.model import Event, EventKind, clip
 from bgmon.timefmt import parse_time
 
@@ -96,25 +96,12 @@ def _between(text: str, start: str, end: str, frm: int = 0) -> str | None:
 
 def _todos(todos: object, ts: float | None, out: list[Event]) -> None:
     """TodoWrite's list (and the `todos` snapshot on prompt lines) → PROGRESS and STEP."""
-    if not isinstance(todos, list) or not todos:
-        return
-    done = total = 0
-    current = None
-    for item in todos:
-        if not isinstance(item, dict):
-            continue
-        total += 1
-        status = item.get("status")
-        if status == "completed":
-            done += 1
-        elif status == "in_progress" and current is None:
-            form = item.get("activeForm")
-            current = form if isinstance(form, str) and form else item.get("content")
-    if total == 0:
-        return
-    out.append(Event(_PROGRESS, ts=ts, done=done, total=total))
-    if isinstance(current, str) and current:
-        out.append(Event(_STEP, ts=ts, text=clip(current, _TEXT)))
+    checklist_events(todos, _todo_text, ts, out)
+
+
+def _todo_text(item: dict) -> object:
+    form = item.get("activeForm")
+    return form if isinstance(form, str) and form else item.get("content")
 
 
 def _task_update(raw: dict, ts: float | None, out: list[Event]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from bgmon.formats import canonical_input
+from bgmon.formats import canonical_input, checklist_events
 from bgmon.model import Event, EventKind, clip
 from bgmon.timefmt import parse_time
 
@@ -85,24 +85,7 @@ def _arguments(raw: object) -> object:
 def _plan(args: object, ts: float | None, out: list[Event]) -> None:
     """update_plan {"plan": [{"step", "status"}]} → PROGRESS and the in_progress STEP."""
     plan = args.get("plan") if isinstance(args, dict) else None
-    if not isinstance(plan, list):
-        return
-    done = total = 0
-    current = None
-    for item in plan:
-        if not isinstance(item, dict):
-            continue
-        total += 1
-        status = item.get("status")
-        if status == "completed":
-            done += 1
-        elif status == "in_progress" and current is None:
-            current = item.get("step")
-    if total == 0:
-        return
-    out.append(Event(EventKind.PROGRESS, ts=ts, done=done, total=total))
-    if isinstance(current, str) and current:
-        out.append(Event(EventKind.STEP, ts=ts, text=clip(current, _TEXT)))
+    checklist_events(plan, lambda item: item.get("step"), ts, out)
 
 
 def _function_call(p: dict, ts: float | None) -> list[Event]:
