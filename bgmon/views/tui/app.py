@@ -1,5 +1,6 @@
 """`bgmon`: the live TUI. The engine runs in a worker (its Monitor calls in a thread); the UI
-thread only merges the changes it reports and repaints what they touch."""
+thread only merges the changes it reports and repaints what they touch. The recovery panel
+(`r`/`a`/`x`) shares one `RecoveryService` with the engine, which journals badge changes."""
 
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ from bgmon.config import Config
 from bgmon.engine import Change, Monitor
 from bgmon.live import LiveEngine
 from bgmon.model import TaskSnapshot
+from bgmon.recovery.auto import AutoRecovery
+from bgmon.recovery.service import RecoveryService
 from bgmon.views.order import SORTS, counts
 from bgmon.views.tui.detail import DetailPanel, render_group, render_task
 from bgmon.views.tui.fmt import age
 from bgmon.views.tui.help import HelpScreen
 from bgmon.views.tui.messages import TasksChanged
+from bgmon.views.tui.recovery import RAN, RecoveryPanel
+from bgmon.views.tui.recovery_text import last_recovery
 from bgmon.views.tui.sync import TreeSync
 from bgmon.views.tui.texts import empty_text, status_text, summary
 from bgmon.views.tui.tree import GroupRow, Row, TaskTree
@@ -38,9 +43,12 @@ class BgmonApp(App[int]):
         Binding("slash", "filter", "Filter"),
         Binding("f", "faults", "Faults only"),
         Binding("s", "sort", "Sort"),
+        Binding("r", "recover", "Recover"),
+        Binding("a", "approve", "Approve"),
+        Binding("x", "reject", "Reject"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("escape", "back", "Close / clear", show=False),
     ]
 
     def __init__(
@@ -49,6 +57,7 @@ class BgmonApp(App[int]):
         monitor: Monitor | None = None,
         live: bool = True,
         clock: Callable[[], float] | None = None,
+        recovery: RecoveryService | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -60,6 +69,7 @@ class BgmonApp(App[int]):
         self.read_warnings: list[str] = []
         self.selected: str | None = None  # task key or group key under the cursor
         self.engine: LiveEngine | None = None
+        self.auto: AutoRecovery | None = None
         self._lock = threading.Lock()
         self._pending: dict[str, Change] = {}
         self._meta: tuple[list[str], list[str]] | None = None
@@ -68,6 +78,19 @@ class BgmonApp(App[int]):
         self._panel_ages: tuple[str, ...] = ()  # the ages the detail panel shows
         self.task_tree = TaskTree(self.clock, id="tree")
         self.sync = TreeSync(self.task_tree)
+        self.recovery_error: str | None = None
+        self.recovery = recovery if recovery is not None else self._service()
+        self.recovered: dict[str, RecoveryPanel.Decided] = {}  # task key → its last approval that ran
+        self.panel = RecoveryPanel(self.recovery, self.snapshot_for, id="recovery")
+
+    def _service(self) -> RecoveryService | None:
+        """The recovery service for the watched root; None (recovery off, the monitor works on)
+        when its journal or patterns cannot be loaded."""
+        try:
+            return RecoveryService.from_config(self.config)
+        except (OSError, ValueError) as exc:
+            self.recovery_error = str(exc)
+            return None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -76,7 +99,9 @@ class BgmonApp(App[int]):
                 yield Input(placeholder="filter by name, id, step or group — esc clears", id="filter")
                 yield Static(id="status")
                 yield self.task_tree
-            yield DetailPanel(id="detail")
+            with Vertical(id="right"):
+                yield DetailPanel(id="detail")
+                yield self.panel
         yield Static(id="empty")
         yield Footer()
 
@@ -93,7 +118,10 @@ class BgmonApp(App[int]):
     # -- the engine (worker thread side) ----------------------------------------------------
 
     def start_engine(self) -> None:
-        self.engine = LiveEngine(self.monitor, self.emit)
+        if self.auto is None and self.recovery is not None:
+            # One for the app's life: its attempt counters outlive an engine restart.
+            self.auto = AutoRecovery(self.recovery)
+        self.engine = LiveEngine(self.monitor, self.emit, recorder=self.recovery, auto=self.auto)
         self.run_worker(self.engine.run(), name="engine", group="engine", exclusive=True, exit_on_error=False)
 
     def emit(self, changes: list[Change]) -> None:
@@ -111,6 +139,15 @@ class BgmonApp(App[int]):
     def on_unmount(self) -> None:
         if self.engine is not None:
             self.engine.stop()
+        self.panel.stop()  # a request still out is cancelled: its answer is dropped
+        if self.recovery is not None:
+            self.recovery.close()
+
+    def snapshot_for(self, ref: str) -> TaskSnapshot | None:
+        """The latest snapshot of a task by key or id; called from worker threads (the approval
+        checks the live pid against it), so it reads a copy (`dict.copy` is atomic)."""
+        snaps = self.sync.snaps.copy()
+        return snaps.get(ref) or next((s for s in snaps.values() if s.id == ref), None)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one error handler: say what failed, keep the app up, restart the engine."""
@@ -216,7 +253,9 @@ class BgmonApp(App[int]):
         if isinstance(data, TaskSnapshot):
             snap = self.sync.snaps.get(data.key, data)
             self._panel_ages = self._ages_of(snap)
-            detail.show(render_task(snap, self.clock()))
+            done = self.recovered.get(snap.key)
+            extra = last_recovery(done.proposal, done.outcome) if done is not None else None
+            detail.show(render_task(snap, self.clock(), recovery=extra))
         elif isinstance(data, GroupRow):
             detail.show(render_group(data, self.read_warnings))
         elif self.sync.snaps:
@@ -274,6 +313,57 @@ class BgmonApp(App[int]):
             self.sync.text = ""
             self.rebuild()
 
+    def action_back(self) -> None:
+        """esc: clears the filter while typing in it; else closes the recovery panel (cancelling
+        a request that is out); else clears the filter."""
+        if self.panel.display and not self.query_one("#filter", Input).has_focus:
+            self.panel.close()
+            self.query_one("#main").remove_class("recovering")
+            self.task_tree.focus()
+        else:
+            self.action_clear_filter()
+
+    def _recovery_ready(self) -> bool:
+        if len(self.screen_stack) > 1:
+            return False  # a prompt or the help is open
+        if self.recovery is None:
+            self.notify(f"Recovery is off: {self.recovery_error or 'no journal'}.", severity="warning",
+                        markup=False)
+            return False
+        return True
+
+    def action_recover(self) -> None:
+        if not self._recovery_ready():
+            return
+        snap = self.sync.snaps.get(self.selected or "")
+        if snap is None:
+            self.notify("Select a task first (recovery works on one task).")
+            return
+        if self.panel.acting:
+            self.notify("An approval or rejection is still running; wait for its result.")
+            return
+        self.query_one("#main").add_class("recovering")
+        self.panel.request(snap)
+
+    def action_approve(self) -> None:
+        if self._recovery_ready():
+            self.panel.approve()
+
+    def action_reject(self) -> None:
+        if self._recovery_ready():
+            self.panel.reject()
+
+    @on(RecoveryPanel.Decided)
+    def _decided(self, msg: RecoveryPanel.Decided) -> None:
+        outcome = msg.outcome
+        severity = "information" if outcome.ok else "error"
+        self.notify(outcome.message, title=f"{msg.proposal.id} · {outcome.status}", severity=severity,
+                    markup=False)
+        if outcome.status in RAN:
+            self.recovered[msg.proposal.task] = msg
+            if self.selected == msg.proposal.task:
+                self.show_selected()
+
     def action_faults(self) -> None:
         self.sync.faults_only = not self.sync.faults_only
         self.rebuild()
@@ -302,8 +392,18 @@ class BgmonApp(App[int]):
                             self.action_faults)
         yield SystemCommand("Cycle sort", "Badge severity → last activity → name  (key: s)", self.action_sort)
         yield SystemCommand("Help", "Keys and what each badge means  (key: ?)", self.action_help)
+        yield SystemCommand("Recovery: propose a fix",
+                            "Diagnose the selected task and propose actions  (key: r)", self.action_recover)
+        yield SystemCommand("Recovery: approve", "Confirm, then run the proposal's actions  (key: a)",
+                            self.action_approve)
+        yield SystemCommand("Recovery: reject", "Reject the proposal, with an optional reason  (key: x)",
+                            self.action_reject)
+        yield SystemCommand("Recovery: close the panel", "Cancel a request and close the panel  (key: esc)",
+                            self.action_back)
         yield SystemCommand("Expand all", "Open every group and task", self.action_expand_all)
         yield SystemCommand("Collapse all", "Fold every group", self.action_collapse_all)
+
+
 
 def run_tui(config: Config) -> int:
     BgmonApp(config).run()

@@ -80,7 +80,8 @@ def event_line(ev: Event, now: float) -> Text:
     return line
 
 
-def render_task(s: TaskSnapshot, now: float) -> RenderableType:
+def render_task(s: TaskSnapshot, now: float, recovery: RenderableType | None = None) -> RenderableType:
+    """The task's detail; `recovery`: the result of its last approved proposal, if any."""
     badge = s.health.badge
     title = Text(f"{badge.glyph} {badge.value}  ", style=STYLES[badge])
     title.append(s.name, style="bold")
@@ -112,6 +113,9 @@ def render_task(s: TaskSnapshot, now: float) -> RenderableType:
     if s.proc is not None or s.pid is not None:
         parts.append(_heading("Process"))
         parts.append(_fields(proc_text(s.proc)) if s.proc else Text(f"pid {s.pid}: not looked at yet", style="dim"))
+    if recovery is not None:
+        parts.append(_heading("Last recovery"))
+        parts.append(recovery)
     parts.append(_heading(f"Recent events ({len(s.recent)}, newest first)"))
     if not s.recent:
         parts.append(Text("none read yet", style="dim"))

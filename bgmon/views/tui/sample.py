@@ -116,13 +116,38 @@ def build(base: Path, now: float = NOW) -> list[Path]:
                                       _fail(f"r{i}", "ModuleNotFoundError: No module named 'rank_bm25'"))
     ])
     _task(infra, "nightly-build", now, 200, {
-        "status": "running", "pid": 41020, "step": "cargo build --release"}, [
+        "status": "running", "pid": 41020, "step": "cargo build --release",
+        "command": ["cargo", "build", "--release"]}, [
         _call("Bash", "cargo build --release", "n1"),
     ])
     _task(infra, "terraform-plan", now, 1400, {"status": "running", "step": "waiting for the state lock"}, [
         _call("Bash", "terraform plan -lock-timeout=0", "t1"),
     ])
     return [shop, infra]
+
+
+class SampleAdvisor:
+    """Stands in for Claude in the screenshots: answers as bgmon does without an API key (the
+    rules), with a fixed proposal id and time, so the picture is the same everywhere."""
+
+    def propose(self, snapshot, catalogue, *, restarts: int = 0, model: str | None = None):
+        from dataclasses import replace
+
+        from bgmon.recovery import rules
+
+        p = rules.propose(snapshot, catalogue, degraded_reason="no API key", restarts=restarts)
+        return replace(p, id="p_5eed0042", created=_iso(NOW))
+
+    def close(self) -> None:
+        pass
+
+
+def sample_recovery(base: Path):
+    """A recovery service for the sample: its journal under `base`, proposals from the rules."""
+    from bgmon.recovery.journal import Journal
+    from bgmon.recovery.service import RecoveryService
+
+    return RecoveryService(Journal(base / "journal.jsonl"), advisor=SampleAdvisor())
 
 
 def sample_monitor(base: Path, now: float = NOW) -> Monitor:
@@ -138,7 +163,8 @@ def sample_monitor(base: Path, now: float = NOW) -> Monitor:
 
 
 async def screenshots(base: Path, size: tuple[int, int] = (120, 40)) -> dict[str, str]:
-    """SVGs of the main screen, the detail of a struggling task, and the faults-only view.
+    """SVGs of the main screen, the detail of a struggling task, the faults-only view, and the
+    recovery panel with a rules proposal for the failed nightly build.
 
     HOME is pointed at `base` meanwhile, so paths read `~/work/…` whatever `base` is."""
     from bgmon.views.tui.app import BgmonApp
@@ -147,7 +173,8 @@ async def screenshots(base: Path, size: tuple[int, int] = (120, 40)) -> dict[str
     os.environ["HOME"] = str(base)
     try:
         monitor = sample_monitor(base)
-        app = BgmonApp(monitor.config, monitor=monitor, live=False, clock=lambda: NOW)
+        app = BgmonApp(monitor.config, monitor=monitor, live=False, clock=lambda: NOW,
+                       recovery=sample_recovery(base))
         shots: dict[str, str] = {}
         async with app.run_test(size=size) as pilot:
             await pilot.pause()
@@ -159,6 +186,12 @@ async def screenshots(base: Path, size: tuple[int, int] = (120, 40)) -> dict[str
             await pilot.press("f")
             await pilot.pause()
             shots["faults"] = app.export_screenshot(title="bgmon — faults only")
+            await pilot.press("f")
+            app.task_tree.move_cursor(app.sync.nodes[monitor.find("nightly-build").key])
+            await pilot.press("r")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            shots["recovery"] = app.export_screenshot(title="bgmon — recovery")
         return shots
     finally:
         if old_home is None:

@@ -51,7 +51,7 @@ def _cut(text: str, width: int) -> str:
 
 
 def task_label(s: TaskSnapshot, now: float, width: int, name_w: int = NAME_W) -> Text:
-    """`⚠ struggling  name #id        3m   2/5  step…` cut to `width` cells."""
+    """`⚠ struggling  name #id        3m   2/5  ✎ mark  step…` cut to `width` cells."""
     line = badge_cell(s.health.badge)
     line.append(" ")
     name = s.name if s.id == s.name else f"{s.name} #{_cut(s.id, 12)}"
@@ -61,6 +61,10 @@ def task_label(s: TaskSnapshot, now: float, width: int, name_w: int = NAME_W) ->
     line.append(f" {age(now, s.last_activity):>5}", style="dim")
     line.append(f" {str(s.progress) if s.progress else '':>{PROGRESS_W}}", style="cyan")
     room = width - line.cell_len - 2
+    if s.note and room > 6:  # bgmon's own mark (recovery), before the step: people set it
+        note = one_line(s.note, min(room - 4, 32))
+        line.append(f"  ✎ {note}", style="bold yellow")
+        room -= len(note) + 4
     if s.own_health is not None and room > 12:
         line.append("  (from child)", style="dim italic")
         room -= 14

@@ -1,0 +1,121 @@
+"""What the recovery panel (and the detail's "Last recovery" section) shows, as rich text.
+
+Everything here comes from the journal or a model, so it is built from `Text` objects only:
+no console markup is ever parsed out of a diagnosis, an argv or a command's output.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from bgmon.recovery.actions import ActionResult
+from bgmon.recovery.proposal import Proposal
+from bgmon.recovery.service import Outcome
+from bgmon.views.tui.fmt import one_line
+
+OUTPUT_LINES = 8  # lines of a command's output tail shown
+STATE_STYLES = {
+    "pending": "bold yellow", "approved": "bold cyan", "executed": "bold green",
+    "failed": "bold red", "rejected": "dim", "superseded": "dim",
+}
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """Untrusted text with control characters (escape sequences, bells) made visible as `?`."""
+    return _CONTROL.sub("?", text)
+
+
+def _heading(title: str) -> Text:
+    return Text(f"\n{title}", style="bold underline")
+
+
+def _fields(rows: list[tuple[str, str | Text]]) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, value in rows:
+        grid.add_row(name, value)
+    return grid
+
+
+def state_text(state: str | None) -> Text:
+    return Text(state or "unknown", style=STATE_STYLES.get(state or "", "dim"))
+
+
+def _raw(value: object) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return clean(one_line(text, 200))
+
+
+def proposal_text(task: str, p: Proposal, lines: list[str], state: str | None) -> list[RenderableType]:
+    """The proposal: where it came from, the diagnosis, each action's exact effect, refusals."""
+    parts: list[RenderableType] = [Text.assemble(("Recovery · ", "bold"), (clean(task), "bold"))]
+    parts.append(_fields([
+        ("proposal", Text.assemble((p.id, "cyan"), "  ", state_text(state))),
+        ("from", p.origin),
+        ("confidence", f"{p.confidence:.2f}"),
+    ]))
+    parts.append(_heading("Diagnosis"))
+    parts.append(Text(clean(p.diagnosis)))
+    if lines:
+        parts.append(_heading("Actions (in order, when approved)"))
+        for line in lines:
+            parts.append(Text(clean(line), style="bold yellow" if "DESTRUCTIVE" in line else ""))
+    else:
+        parts.append(_heading("Actions"))
+        parts.append(Text("none: approving only records the decision", style="dim"))
+    if p.refused:
+        parts.append(_heading(f"Refused ({len(p.refused)}, never run)"))
+        for item in p.refused:
+            reason = str(item.get("reason", "refused"))
+            parts.append(Text.assemble(("✗ refused ", "bold red"), (clean(reason), "red")))
+            if item.get("raw") is not None:
+                parts.append(Text(f"  {_raw(item['raw'])}", style="dim"))
+    return parts
+
+
+def result_lines(r: ActionResult) -> list[Text]:
+    if r.skipped:
+        mark, style = "– skipped", "dim"
+    elif r.ok:
+        mark, style = "✓ ok", "bold green"
+    else:
+        mark, style = "✗ failed", "bold red"
+    line = Text.assemble((mark, style), f" {r.kind}: ", clean(r.detail or r.error or r.effect))
+    out = [line]
+    if r.error and r.detail and r.error not in r.detail:
+        out.append(Text(f"  error: {clean(r.error)}", style="red"))
+    facts = []
+    if r.exit_code is not None:
+        facts.append(f"exit code {r.exit_code}")
+    if r.new_pid is not None:
+        facts.append(f"new pid {r.new_pid}")
+    if facts:
+        out.append(Text("  " + " · ".join(facts), style="cyan"))
+    if r.output_tail:
+        tail = r.output_tail.rstrip("\n").splitlines()[-OUTPUT_LINES:]
+        out += [Text(f"  │ {clean(one_line(t, 200))}", style="dim") for t in tail]
+    return out
+
+
+def outcome_text(o: Outcome) -> list[RenderableType]:
+    style = "bold green" if o.status == "executed" else ("bold red" if not o.ok else "bold")
+    parts: list[RenderableType] = [Text.assemble(("Result: ", "bold"), (clean(o.message), style))]
+    for r in o.results:
+        parts += result_lines(r)
+    return parts
+
+
+def last_recovery(p: Proposal, o: Outcome) -> Group:
+    """The detail panel's section: which proposal, what it did."""
+    status = (o.status, STATE_STYLES.get(o.status, "bold"))
+    head = Text.assemble((p.id, "cyan"), f" from {p.origin}: ", status)
+    return Group(head, *outcome_text(o))
