@@ -118,6 +118,7 @@ class Monitor:
         self._by_file: dict[str, str] = {}  # status/log path → task key
         self._agent_cwds: dict[str, list[int]] = {}
         self._last_keys: set[str] = set()
+        self._family: tuple[dict[str, str | None], dict[str, list[str]]] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -213,26 +214,30 @@ class Monitor:
     def _drain(self, record: TaskRecord, feed: LogFeed) -> None:
         # Bounded: a burst larger than 64 chunks is finished on the next pass.
         for _ in range(64):
-            self._feed(record, feed, feed.reader.read())
+            # Lines are decoded one at a time as they are folded: no batch of decoded objects
+            # stays alive, which keeps the garbage collector out of big reads.
+            self._feed(record, feed, feed.reader.read_iter())
             if not feed.reader.behind:
                 break
 
-    def _feed(self, record: TaskRecord, feed: LogFeed, lines: list[dict]) -> None:
-        if not lines:
-            return
-        if feed.parser is None:
-            fmt = feed.fmt if feed.fmt != "auto" else sniff(lines[0])
-            feed.fmt, feed.parser = fmt, parser_for(fmt)
+    def _feed(self, record: TaskRecord, feed: LogFeed, lines: Iterable[dict]) -> None:
         parse = feed.parser
-        activity = record.activity
+        apply = record.activity.apply
+        fed = False
         for obj in lines:
+            fed = True
+            if parse is None:
+                fmt = feed.fmt if feed.fmt != "auto" else sniff(obj)
+                feed.fmt, feed.parser = fmt, parser_for(fmt)
+                parse = feed.parser
             events = parse(obj)
             if events is None:
                 feed.unknown_types += 1
                 continue
             for ev in events:
-                activity.apply(ev)
-        record.dirty = True
+                apply(ev)
+        if fed:
+            record.dirty = True
 
     # -- processes -------------------------------------------------------------------------
 
@@ -295,15 +300,22 @@ class Monitor:
         """Assess every task (time-based rules need `now`), roll up, and report changes."""
         now = self.clock()
         th = self.config.thresholds
+        reshaped = self._family is None or self.tasks.keys() != self._last_keys
         for record in self.tasks.values():
             if record.dirty or record.obs is None:
                 record.obs = self.observe(record)  # depends on data, not on the time
+                reshaped = True
             record.own = assess(record.obs, now, th)
-        parents = self._parents()
-        children: dict[str, list[str]] = {}
-        for key, parent in parents.items():
-            if parent is not None:
-                children.setdefault(parent, []).append(key)
+        if reshaped or self._family is None:
+            # Who nests under whom depends on the data only: rebuilt when some task's data
+            # changed or the set of tasks did, not on every tick.
+            parents = self._parents()
+            children: dict[str, list[str]] = {}
+            for key, parent in parents.items():
+                if parent is not None:
+                    children.setdefault(parent, []).append(key)
+            self._family = (parents, children)
+        parents, children = self._family
         rolled: dict[str, Health] = {}
 
         def health_of(key: str, depth: int = 0) -> Health:
@@ -326,8 +338,11 @@ class Monitor:
                 if now - record.built_at < REFRESH_TEXT:
                     continue
                 # Reasons quote ages ("no sign of life for 12m"): refresh their text now and
-                # then, without announcing it as a change.
-                record.snapshot = replace(previous, health=health, own_health=_own(record, health))
+                # then, without announcing it as a change (and without a copy when it reads the
+                # same: a copy of a snapshot costs more than assessing the task).
+                own = _own(record, health)
+                if previous.health != health or previous.own_health != own:
+                    record.snapshot = replace(previous, health=health, own_health=own)
                 record.built_at = now
                 continue
             snap = self._snapshot(record, health, parents.get(key))

@@ -1,0 +1,121 @@
+"""The fast paths behind bench/: lazy decoding, cached nesting, cheap ticks, a budgeted sweep."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from bgmon.engine import Monitor
+from bgmon.live import SWEEP_SHARE, LiveEngine
+from bgmon.model import Badge
+from bgmon.sources.tail import TailReader
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_read_iter_settles_the_reader_at_once_and_decodes_as_iterated(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"n": 1}\n\n  \n{"n": 2}\n[3]\n{"n": 3')
+    reader = TailReader(str(path))
+    lines = reader.read_iter()
+    assert reader.offset == path.stat().st_size and not reader.behind  # read before iterating
+    assert reader.stats.lines == 0  # … but not decoded yet
+    assert [o["n"] for o in lines] == [1, 2]
+    assert reader.stats.lines == 3 and reader.stats.not_object == 1  # blank lines are not lines
+    with open(path, "ab") as fh:
+        fh.write(b'4}\n{"n": 5}\n')
+    assert [o["n"] for o in reader.read()] == [34, 5]  # the pending part joined its line
+
+
+def test_over_long_lines_are_dropped_across_chunks(tmp_path):
+    path = tmp_path / "log.jsonl"
+    big = b'{"x": "' + b"a" * 300 + b'"}'
+    path.write_bytes(b'{"n": 1}\n' + big + b'\n{"n": 2}\n' + big[:100])
+    reader = TailReader(str(path), line_cap=200, read_chunk=64)
+
+    def read_all() -> list[dict]:
+        out = reader.read()
+        while reader.behind:
+            out += reader.read()
+        return out
+
+    got = read_all()
+    with open(path, "ab") as fh:
+        fh.write(big[100:] + b'\n{"n": 3}\n')
+    got += read_all()
+    assert [o["n"] for o in got] == [1, 2, 3]
+    assert reader.stats.too_long == 2
+
+
+def test_nesting_follows_a_parent_field_that_changes_later(ws):
+    ws.task("lead", id="bg_lead", name="lead")
+    ws.task("helper", id="bg_help", name="helper")
+    m = Monitor(ws.config())
+    m.sweep()
+    m.evaluate()
+    m.evaluate()  # a clean tick reuses the cached nesting
+    assert {s.name: s.parent for s in m.snapshots()}["helper"] is None
+    ws.task("helper", id="bg_help", name="helper", parent="bg_lead")
+    ws.fail("helper", 3)
+    m.sweep()
+    m.evaluate()
+    s = {s.name: s for s in m.snapshots()}
+    assert s["helper"].parent == s["lead"].key
+    assert s["lead"].health.badge is Badge.STRUGGLING and s["lead"].health.reasons[0].rule == "rollup"
+
+
+def test_text_refresh_copies_a_snapshot_only_when_its_text_changed(ws):
+    clock = Clock(time.time())
+    ws.task("t", name="t", updatedAt=clock.t)
+    m = Monitor(ws.config(), clock=clock)
+    m.sweep()
+    m.evaluate()
+    first = m.snapshots()[0]
+    clock.t += 16  # past REFRESH_TEXT: "16s ago" now reads differently
+    assert m.evaluate() == []
+    second = m.snapshots()[0]
+    assert second is not first and second.health != first.health
+    m.tasks[first.key].built_at -= 20  # due again, but nothing moved: same text, no copy
+    assert m.evaluate() == [] and m.snapshots()[0] is second
+
+
+def test_a_tick_reports_no_reads_and_a_costly_sweep_is_spaced_out(ws):
+    ws.task("t", name="t")
+    monitor = Monitor(ws.config())
+    clock = Clock(100.0)
+    engine = LiveEngine(monitor, lambda changes: None, clock=clock)
+    assert engine._step(None, True) is True  # the first pass sweeps
+    clock.t += 1
+    assert engine._step(set(), False) is False  # a tick reads nothing: no re-watch check
+    assert engine._next_sweep == 100.0 + monitor.config.sweep_interval  # not watching yet
+
+    class Slow(Monitor):
+        def sweep(self) -> None:
+            end = time.thread_time() + 0.05
+            while time.thread_time() < end:
+                pass
+            super().sweep()
+
+    slow = Slow(ws.config())
+    engine = LiveEngine(slow, lambda changes: None, clock=clock)
+    engine._watching_all = True
+    engine._step(None, True)
+    assert engine._next_sweep - clock.t >= 0.05 / SWEEP_SHARE * 0.9
+    engine._watching_all = False  # some directories are not watched: the sweep keeps its pace
+    clock.t = engine._next_sweep
+    engine._step(None, False)
+    assert engine._next_sweep == clock.t + slow.config.sweep_interval
+
+
+def test_status_lines_stay_valid_json(tmp_path):
+    # Decoding takes the fast path (orjson first); a CRLF line is still an object.
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(orjson.dumps({"a": 1}) + b"\r\n")
+    assert TailReader(str(path)).read() == [{"a": 1}]
