@@ -26,6 +26,11 @@ from bgmon.recovery.auto import AutoRecovery
 
 TICK_MS = 1000  # time-based rules (stuck) are re-checked at least this often
 MAX_WATCHED = 8000  # beyond this, rely on the sweep (inotify watches are a shared budget)
+# While every directory is watched the sweep is only a safety net: it may use at most this share
+# of one core, so with many tasks its interval stretches beyond `sweep_interval` (up to
+# SWEEP_STRETCH_MAX seconds). With 1,000 tasks a sweep costs ~30 ms of CPU: every ~15 s.
+SWEEP_SHARE = 0.002
+SWEEP_STRETCH_MAX = 60.0
 
 
 class Recorder(Protocol):
@@ -56,6 +61,7 @@ class LiveEngine:
         self._next_procs = 0.0
         self._stop = asyncio.Event()
         self._rewatch = asyncio.Event()
+        self._watching_all = False  # every wanted directory is under the watch
         self.batches = 0  # file-event batches handled (for tests and benches)
 
     def stop(self) -> None:
@@ -67,11 +73,13 @@ class LiveEngine:
     async def run(self) -> None:
         await asyncio.to_thread(self._step, None, True)
         while not self._stop.is_set():
-            dirs = self._dirs()
+            wanted = self.monitor.watch_dirs()
+            dirs, complete = self._dirs(wanted)
             self._rewatch = asyncio.Event()
             if not dirs:
                 await self._idle()
                 continue
+            self._watching_all = complete and len(dirs) == len(wanted)
             try:
                 async for changes in awatch(
                     *dirs,
@@ -85,13 +93,15 @@ class LiveEngine:
                     ignore_permission_denied=True,
                 ):
                     paths = {path for _, path in changes}
-                    await asyncio.to_thread(self._step, paths, False)
-                    if self._dirs() != dirs:
+                    read = await asyncio.to_thread(self._step, paths, False)
+                    if read and self._moved(wanted, dirs, complete):
                         break  # new or vanished directories: watch the new set
             except OSError:
                 # A watched directory vanished while the watch was set up: the next pass
                 # watches the new set; meanwhile the tick and the sweep carry on.
+                self._watching_all = False
                 await self._idle()
+            self._watching_all = False
 
     async def _idle(self) -> None:
         """No directory to watch (yet): tick and sweep until one appears."""
@@ -100,12 +110,25 @@ class LiveEngine:
         except TimeoutError:
             await asyncio.to_thread(self._step, None, False)
 
-    def _dirs(self) -> list[str]:
-        dirs = sorted(d for d in self.monitor.watch_dirs() if os.path.isdir(d))
-        return dirs[:MAX_WATCHED]
+    @staticmethod
+    def _dirs(wanted: set[str]) -> tuple[list[str], bool]:
+        """The directories to watch (those that exist, at most MAX_WATCHED), and whether
+        every wanted directory existed."""
+        existing = sorted(d for d in wanted if os.path.isdir(d))
+        return existing[:MAX_WATCHED], len(existing) == len(wanted)
 
-    def _step(self, paths: set[str] | None, first: bool) -> None:
-        """One pass in the worker thread: read what changed, sweep and look when due, judge."""
+    def _moved(self, wanted: set[str], dirs: list[str], complete: bool) -> bool:
+        """Must the watch be set up again? Runs after every pass (each tick too), so the common
+        case is cheap: compare the monitor's set of directories, not stat thousands of them.
+        Only when some were missing at the start is existence checked again, to pick them up."""
+        now_wanted = self.monitor.watch_dirs()
+        if now_wanted != wanted:
+            return True
+        return not complete and self._dirs(now_wanted)[0] != dirs
+
+    def _step(self, paths: set[str] | None, first: bool) -> bool:
+        """One pass in the worker thread: read what changed, sweep and look when due, judge.
+        Returns whether files were read (only then can the set of directories change)."""
         monitor = self.monitor
         now = self.clock()
         sweep = first or now >= self._next_sweep
@@ -113,8 +136,13 @@ class LiveEngine:
             self.batches += 1
             sweep |= monitor.on_paths(paths)
         if sweep:
+            cpu = time.thread_time()
             monitor.sweep()
-            self._next_sweep = now + self.config.sweep_interval
+            interval = self.config.sweep_interval
+            if self._watching_all:
+                cost = time.thread_time() - cpu
+                interval = min(max(interval, cost / SWEEP_SHARE), max(interval, SWEEP_STRETCH_MAX))
+            self._next_sweep = now + interval
         if first or now >= self._next_procs:
             monitor.look_procs()
             self._next_procs = now + self.config.proc_interval
@@ -127,6 +155,7 @@ class LiveEngine:
             self.auto.on_changes(changes, monitor.find)
         if changes or first:
             self.emit(changes)
+        return sweep or bool(paths)
 
     def _load_marks(self) -> None:
         if self.recorder is None:
