@@ -7,7 +7,7 @@ current streak counters, and the calls still waiting for their result.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bgmon.model import Event, EventKind, Progress
 
@@ -77,7 +77,11 @@ class Activity:
         call = self.pending.get(ev.call_id) if ev.ok is None else self.pending.pop(ev.call_id, None)
         if call is None or (ev.tool is not None and ev.input is not None):
             return ev
-        return replace(ev, tool=ev.tool or call.tool, input=ev.input or call.input)
+        # A direct constructor call: dataclasses.replace is several times slower on this path.
+        return Event(
+            ev.kind, ev.ts, ev.tool or call.tool, ev.call_id, ev.input or call.input,
+            ev.ok, ev.error, ev.done, ev.total, ev.text, ev.cwd,
+        )
 
     def extend(self, events: list[Event]) -> None:
         for ev in events:

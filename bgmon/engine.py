@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from bgmon.activity import Activity
 from bgmon.config import Config
 from bgmon.formats import Parser, parser_for, sniff
-from bgmon.health import Observation, assess, last_sign_of_life, roll_up
+from bgmon.health import Observation, assess, last_sign_of_life, next_check, roll_up
 from bgmon.model import Badge, Health, ProcFacts, Progress, TaskSnapshot
 from bgmon.procs import ProcessTable
 from bgmon.sources.discover import Found, GitWorktrees, TaskSpec, discover, worktree_logs
@@ -71,6 +71,7 @@ class TaskRecord:
     own: Health | None = None
     snapshot: TaskSnapshot | None = None
     built_at: float = 0.0
+    recheck_at: float = 0.0  # see health.next_check
 
     @property
     def fields(self) -> dict:
@@ -301,11 +302,18 @@ class Monitor:
         now = self.clock()
         th = self.config.thresholds
         reshaped = self._family is None or self.tasks.keys() != self._last_keys
+        assessed = reshaped
         for record in self.tasks.values():
             if record.dirty or record.obs is None:
                 record.obs = self.observe(record)  # depends on data, not on the time
                 reshaped = True
+            elif record.own is not None and now < record.recheck_at:
+                continue  # nothing new, and the clock cannot change the verdict yet
             record.own = assess(record.obs, now, th)
+            record.recheck_at = next_check(record.obs, now, th, REFRESH_TEXT)
+            assessed = True
+        if not assessed:
+            return []
         if reshaped or self._family is None:
             # Who nests under whom depends on the data only: rebuilt when some task's data
             # changed or the set of tasks did, not on every tick.

@@ -79,18 +79,21 @@ def _failure_text(ev: Event | None) -> str:
 
 
 def last_sign_of_life(obs: Observation) -> tuple[float | None, str]:
-    """The newest of heartbeat, log append, CPU use and status write, and which one it was."""
-    signs = [
+    """The newest of heartbeat, log append, CPU use, status write and logged event, and which
+    one it was. (A plain loop: this runs for every task on every tick.)"""
+    best, what = None, "creation"
+    for t, name in (
         (obs.updated_at, "heartbeat"),
         (obs.last_append, "log append"),
         (obs.last_cpu, "CPU use"),
         (obs.status_written_at, "status write"),
         (obs.activity.last_event_at, "event"),
-    ]
-    known = [(t, what) for t, what in signs if t is not None]
-    if not known:
+    ):
+        if t is not None and (best is None or t > best):
+            best, what = t, name
+    if best is None:
         return obs.created_at, "creation"
-    return max(known, key=lambda pair: pair[0])
+    return best, what
 
 
 def _struggling(act: ActivitySummary, th: Thresholds) -> list[Reason]:
@@ -222,6 +225,24 @@ def _said(text: str | None) -> str:
         return ""
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f": {first[:120]}" if first else ""
+
+
+def next_check(obs: Observation, now: float, th: Thresholds, refresh: float = 15.0) -> float:
+    """The earliest time at which the clock alone could change this task's verdict (a stuck
+    threshold or a lease running out, a guessed turn end settling), and at the latest
+    `refresh` seconds from now so that reasons quoting ages stay current. Until then, with
+    no new data, `assess` would say the same: the engine skips it."""
+    due = now + refresh
+    life, _ = last_sign_of_life(obs)
+    act = obs.activity
+    for t in (
+        life + th.stuck_after if life is not None else None,
+        obs.ready_until,
+        act.turn_at + TURN_SETTLE if act.turn_at is not None and act.turn_text in TENTATIVE_ENDS else None,
+    ):
+        if t is not None and now < t < due:
+            due = t
+    return due
 
 
 def assess(obs: Observation, now: float, th: Thresholds) -> Health:

@@ -86,7 +86,7 @@ class LiveEngine:
                     watch_filter=None,
                     recursive=False,
                     debounce=30,
-                    step=10,
+                    step=25,
                     rust_timeout=TICK_MS,
                     yield_on_timeout=True,
                     stop_event=self._rewatch,

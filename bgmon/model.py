@@ -71,9 +71,13 @@ class EventKind(StrEnum):
     META = "meta"  # session facts: cwd, session id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Event:
-    """One fact from a log line. Text fields are bounded by the adapters (see `clip`)."""
+    """One fact from a log line. Text fields are bounded by the adapters (see `clip`).
+
+    Treat it as immutable. It is not `frozen` only because a frozen dataclass's __init__ costs
+    3x more, and millions of these are made when a long transcript is read (bench/ingest.py).
+    """
 
     kind: EventKind
     ts: float | None = None  # epoch seconds

@@ -270,3 +270,15 @@ def test_a_lease_expiring_between_process_looks_is_not_stuck_while_the_tree_is_b
         proc=ProcFacts(pid=9, alive=True, cpu_active=True),
     )
     assert assess(obs, NOW, TH).badge is Badge.HEALTHY
+
+
+def test_next_check_is_the_earliest_time_the_clock_could_change_the_verdict():
+    from bgmon.health import next_check
+
+    th = Thresholds(stuck_after=600)
+    assert next_check(running(updated_at=NOW - 595), NOW, th) == NOW + 5  # stuck threshold
+    assert next_check(running(updated_at=NOW - 10, ready_until=NOW + 3), NOW, th) == NOW + 3
+    assert next_check(running(updated_at=NOW - 10), NOW, th) == NOW + 15  # text refresh
+    obs = running(updated_at=NOW - 595)
+    # and at that moment the verdict does change
+    assert assess(obs, next_check(obs, NOW, th) + 0.001, th).badge is Badge.STUCK
