@@ -50,7 +50,10 @@ class Config:
     claude_dir: str | None = None  # default: $CLAUDE_CONFIG_DIR or ~/.claude
     codex_dir: str | None = None  # default: $CODEX_HOME or ~/.codex
     match_agents: bool = True  # look for claude/codex processes by working directory
-    sweep_interval: float = 5.0  # seconds between safety sweeps in the live view
+    # Seconds between safety sweeps in the live view, at least. While every directory is
+    # watched the sweep is only a safety net and stretches (up to 60 s) to stay under 0.2% of a
+    # core; with directories beyond the watch limit it keeps this pace.
+    sweep_interval: float = 5.0
     proc_interval: float = 2.0  # seconds between process looks in the live view
     cpu_sample: float = 0.3  # --once: seconds between its two CPU samples
     journal: str = ".agents/logs/background_monitoring.jsonl"  # relative to the first root
