@@ -72,6 +72,7 @@ class TaskRecord:
     snapshot: TaskSnapshot | None = None
     built_at: float = 0.0
     recheck_at: float = 0.0  # see health.next_check
+    pids: tuple[int | None, int | None] = (None, None)  # (pid, supervisorPid) from status.json
 
     @property
     def fields(self) -> dict:
@@ -162,6 +163,7 @@ class Monitor:
         record = TaskRecord(spec=spec)
         if old is not None:
             record.status, record.feeds, record.activity = old.status, old.feeds, old.activity
+            record.pids, record.last_cpu = old.pids, old.last_cpu
         elif spec.status_file:
             record.status = StatusReader(spec.status_file)
         self.tasks[spec.key] = record
@@ -180,6 +182,8 @@ class Monitor:
     def _read(self, record: TaskRecord) -> None:
         if record.status is not None and record.status.read():
             record.dirty = True
+            fields = record.fields
+            record.pids = (_int(fields.get("pid")), _int(fields.get("supervisorPid")))
         logs = record.spec.logs
         if record.spec.source == "worktree":
             logs = tuple(worktree_logs(record.spec.path, record.fields))
@@ -245,30 +249,32 @@ class Monitor:
     def look_procs(self) -> None:
         """One psutil look at every recorded pid (and agent processes for transcripts)."""
         now = self.clock()
-        pids: set[int] = set()
-        for record in self.tasks.values():
-            fields = record.fields
-            for name in ("pid", "supervisorPid"):
-                pid = _int(fields.get(name))
-                if pid:
-                    pids.add(pid)
-        facts = self.procs.look(pids)
-        wants_agents = self.config.match_agents and any(
-            r.spec.source != "worktree" for r in self.tasks.values()
-        )
+        match = self.config.match_agents
+        # Only tasks with a pid (or facts to clear, or a transcript to match) need a look: a
+        # thousand quiet tasks without processes cost nothing here.
+        involved = [
+            r for r in self.tasks.values()
+            if r.pids != (None, None) or r.proc is not None or r.supervisor is not None
+            or (match and r.spec.source != "worktree")
+        ]
+        facts = self.procs.look({p for r in involved for p in r.pids if p})
+        wants_agents = match and any(r.spec.source != "worktree" for r in involved)
         self._agent_cwds = self.procs.agent_cwds() if wants_agents else {}
-        for record in self.tasks.values():
-            fields = record.fields
-            proc = facts.get(_int(fields.get("pid")) or -1)
-            sup = facts.get(_int(fields.get("supervisorPid")) or -1)
+        for record in involved:
+            pid, sup_pid = record.pids
+            proc = facts.get(pid) if pid else None
+            sup = facts.get(sup_pid) if sup_pid else None
             if proc != record.proc or sup != record.supervisor:
                 record.dirty = True
             record.proc, record.supervisor = proc, sup
             if proc is not None and proc.cpu_active:
                 record.last_cpu = now
-            if record.spec.source != "worktree" and self.config.match_agents:
+            if record.spec.source != "worktree" and match:
                 cwd = record.activity.cwd
-                record.agent_alive = bool(cwd and cwd in self._agent_cwds)
+                alive = bool(cwd and cwd in self._agent_cwds)
+                if alive != record.agent_alive:
+                    record.dirty = True
+                record.agent_alive = alive
 
     # -- health ----------------------------------------------------------------------------
 
@@ -302,8 +308,8 @@ class Monitor:
         now = self.clock()
         th = self.config.thresholds
         reshaped = self._family is None or self.tasks.keys() != self._last_keys
-        assessed = reshaped
-        for record in self.tasks.values():
+        assessed: list[str] = []
+        for key, record in self.tasks.items():
             if record.dirty or record.obs is None:
                 record.obs = self.observe(record)  # depends on data, not on the time
                 reshaped = True
@@ -311,8 +317,8 @@ class Monitor:
                 continue  # nothing new, and the clock cannot change the verdict yet
             record.own = assess(record.obs, now, th)
             record.recheck_at = next_check(record.obs, now, th, REFRESH_TEXT)
-            assessed = True
-        if not assessed:
+            assessed.append(key)
+        if not assessed and not reshaped:
             return []
         if reshaped or self._family is None:
             # Who nests under whom depends on the data only: rebuilt when some task's data
@@ -338,8 +344,19 @@ class Monitor:
             rolled[key] = result
             return result
 
+        if reshaped:
+            todo: Iterable[str] = self.tasks
+        else:
+            # Only the re-assessed tasks and their ancestors (whose roll-up may change).
+            todo = set()
+            for key in assessed:
+                depth = 0
+                while key is not None and key not in todo and depth <= 20:
+                    todo.add(key)
+                    key, depth = parents.get(key), depth + 1
         changes: list[Change] = []
-        for key, record in self.tasks.items():
+        for key in todo:
+            record = self.tasks[key]
             health = health_of(key)
             previous = record.snapshot
             if previous is not None and not record.dirty and _same_verdict(previous.health, health):
