@@ -65,6 +65,7 @@ def add_monitor_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-claude", action="store_true", help="skip Claude Code transcripts")
     g.add_argument("--no-codex", action="store_true", help="skip Codex CLI rollouts")
     g.add_argument("--no-worktrees", action="store_true", help="skip ROOT/.worktrees/*/status.json")
+    g.add_argument("--no-opencode", action="store_true", help="skip ROOT/.opencode/background-tasks.json")
     g.add_argument("--no-git", action="store_true", help="do not ask git for worktrees")
     g.add_argument("--claude-dir", help="Claude config dir (default $CLAUDE_CONFIG_DIR or ~/.claude)")
     g.add_argument("--codex-dir", help="Codex home (default $CODEX_HOME or ~/.codex)")
@@ -101,7 +102,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     if args.since is not None:
         changes["since"] = args.since
     for flag, name in (("no_claude", "claude"), ("no_codex", "codex"),
-                       ("no_worktrees", "worktrees"), ("no_git", "git")):
+                       ("no_worktrees", "worktrees"), ("no_git", "git"),
+                       ("no_opencode", "opencode")):
         if getattr(args, flag, False):
             changes[name] = False
     if args.claude_dir:

@@ -46,6 +46,7 @@ class Config:
     claude: bool = True
     codex: bool = True
     worktrees: bool = True
+    opencode: bool = True  # ROOT/.opencode/background-tasks.json (oh-my-opencode)
     git: bool = True  # also ask `git worktree list` for worktrees of each root
     claude_dir: str | None = None  # default: $CLAUDE_CONFIG_DIR or ~/.claude
     codex_dir: str | None = None  # default: $CODEX_HOME or ~/.codex

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from bgmon.activity import Activity
 from bgmon.config import Config
-from bgmon.formats import Parser, parser_for, sniff
+from bgmon.formats import Parser, opencode, parser_for, sniff
 from bgmon.health import Observation, assess, last_sign_of_life, next_check, roll_up
 from bgmon.model import Badge, Health, ProcFacts, Progress, TaskSnapshot
 from bgmon.procs import ProcessTable
@@ -130,7 +130,7 @@ class Monitor:
         self.found = discover(self.config, now, self._git)
         current = {spec.key: spec for spec in self.found.specs}
         for key in list(self.tasks):
-            if key not in current:
+            if key not in current and not key.startswith(tuple(self.found.keep)):
                 self._forget(key)
         for key, spec in current.items():
             record = self.tasks.get(key)
@@ -165,7 +165,8 @@ class Monitor:
             record.status, record.feeds, record.activity = old.status, old.feeds, old.activity
             record.pids, record.last_cpu = old.pids, old.last_cpu
         elif spec.status_file:
-            record.status = StatusReader(spec.status_file)
+            extract = opencode.extractor(spec.entry) if spec.entry else None
+            record.status = StatusReader(spec.status_file, extract=extract)
         self.tasks[spec.key] = record
         if spec.status_file:
             self._by_file[spec.status_file] = spec.key
@@ -255,10 +256,10 @@ class Monitor:
         involved = [
             r for r in self.tasks.values()
             if r.pids != (None, None) or r.proc is not None or r.supervisor is not None
-            or (match and r.spec.source != "worktree")
+            or (match and r.spec.transcript)
         ]
         facts = self.procs.look({p for r in involved for p in r.pids if p})
-        wants_agents = match and any(r.spec.source != "worktree" for r in involved)
+        wants_agents = match and any(r.spec.transcript for r in involved)
         self._agent_cwds = self.procs.agent_cwds() if wants_agents else {}
         for record in involved:
             pid, sup_pid = record.pids
@@ -269,7 +270,7 @@ class Monitor:
             record.proc, record.supervisor = proc, sup
             if proc is not None and proc.cpu_active:
                 record.last_cpu = now
-            if record.spec.source != "worktree" and match:
+            if record.spec.transcript and match:
                 cwd = record.activity.cwd
                 alive = bool(cwd and cwd in self._agent_cwds)
                 if alive != record.agent_alive:
@@ -280,8 +281,9 @@ class Monitor:
 
     def observe(self, record: TaskRecord) -> Observation:
         fields = record.fields
-        status = fields.get("status") if record.spec.source == "worktree" else None
-        if record.spec.source == "worktree" and not isinstance(status, str):
+        # Tasks with a status file say their status; transcripts are judged from their turns.
+        status = fields.get("status") if record.status is not None else None
+        if record.status is not None and not isinstance(status, str):
             status = "unknown" if record.status and record.status.fields is None else str(status)
         mtimes = [f.reader.mtime for f in record.feeds.values() if f.reader.mtime and f.reader.size]
         return Observation(
@@ -294,7 +296,8 @@ class Monitor:
             created_at=parse_time(fields.get("timestamp")),
             updated_at=parse_time(fields.get("updatedAt")),
             ready_until=parse_time(fields.get("readyUntil")),
-            status_written_at=record.status.mtime if record.status else None,
+            # A file listing many tasks changes when any of them does: not this task's life.
+            status_written_at=record.status.mtime if record.status and not record.spec.entry else None,
             exit_code=fields.get("exitCode"),
             error=str(fields["error"]) if fields.get("error") is not None else None,
             last_append=max(mtimes) if mtimes else None,
@@ -408,10 +411,10 @@ class Monitor:
         spec, fields, act = record.spec, record.fields, record.activity
         obs_life = last_sign_of_life(record.obs)[0] if record.obs else None
         name = fields.get("name") if isinstance(fields.get("name"), str) else None
-        if name is None and spec.source != "worktree" and act.cwd and spec.parent is None:
+        if name is None and spec.transcript and act.cwd and spec.parent is None:
             name = os.path.basename(act.cwd.rstrip("/")) or spec.name
         group = spec.group
-        if spec.source != "worktree" and act.cwd:
+        if spec.transcript and act.cwd:
             group = act.cwd
         command = fields.get("command")
         argv = tuple(str(a) for a in command) if isinstance(command, list) and command else None
@@ -445,7 +448,7 @@ class Monitor:
 
     @staticmethod
     def _status_word(record: TaskRecord, health: Health) -> str:
-        if record.spec.source == "worktree":
+        if record.status is not None:
             status = record.fields.get("status")
             return status if isinstance(status, str) else "unknown"
         turn = record.activity.turn

@@ -4,7 +4,6 @@ engine reads every file without crashing. Skips cleanly where the folder is abse
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -75,10 +74,3 @@ def test_a_transcript_cut_mid_line_is_read_up_to_the_cut(tmp_path):
     (project / "bad.jsonl").write_bytes(data[:5000] + b"\xff\xfe garbage\n" + data[5000:9000])
     snaps = collect(corpus_config(claude_dir=str(tmp_path / "claude"), codex=False)).snapshots()
     assert {s.key for s in snaps} == {"claude:cut", "claude:bad"}
-
-
-def test_oh_my_opencode_task_lists_are_data_not_crashes(tmp_path):
-    # Its background-tasks.json is not a status file bgmon reads; a root holding it is harmless.
-    root = tmp_path / "root"
-    shutil.copytree(CORPUS / "oh-my-opencode" / "at-78514ec", root)
-    collect(Config(roots=(str(root),), claude=False, codex=False, git=False))

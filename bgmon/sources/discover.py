@@ -15,8 +15,11 @@ from datetime import date, datetime, timedelta
 import orjson
 
 from bgmon.config import Config
+from bgmon.formats import opencode
 
 STATUS_FILE = "status.json"
+OPENCODE_TASKS = os.path.join(".opencode", "background-tasks.json")
+TRANSCRIPTS = frozenset({"claude", "codex"})
 LOG_DIRS = (".agents/logs", "logs")
 
 
@@ -32,6 +35,12 @@ class TaskSpec:
     status_file: str | None = None
     logs: tuple[str, ...] = ()  # transcripts: the file itself; worktrees: resolved by the engine
     fmt: str = "auto"  # native | claude | codex | auto (sniffed from the first line)
+    entry: str | None = None  # the task's id inside a status file that lists many tasks
+
+    @property
+    def transcript(self) -> bool:
+        """An agent transcript (no status file: judged from its turns and its process)."""
+        return self.source in TRANSCRIPTS
 
 
 @dataclass
@@ -40,6 +49,7 @@ class Found:
     warnings: list[str] = field(default_factory=list)
     watch: set[str] = field(default_factory=set)  # directories to watch (non-recursive)
     looked: list[str] = field(default_factory=list)  # where we looked, for the empty screen
+    keep: set[str] = field(default_factory=set)  # key prefixes not to drop (file unreadable now)
 
 
 def _scandir(path: str, found: Found) -> list[os.DirEntry]:
@@ -278,6 +288,32 @@ def find_codex(config: Config, now: float, found: Found) -> None:
             ))
 
 
+def find_opencode(config: Config, found: Found) -> None:
+    """oh-my-opencode's task list in each root: one task per entry (the file is small)."""
+    for raw_root in config.roots:
+        root = os.path.abspath(os.path.expanduser(raw_root))
+        path = os.path.join(root, OPENCODE_TASKS)
+        found.looked.append(path)
+        try:
+            with open(path, "rb") as fh:
+                data = orjson.loads(fh.read(1 << 20))
+        except FileNotFoundError:
+            continue
+        except (OSError, orjson.JSONDecodeError) as exc:
+            # Caught mid-write, or unreadable: known tasks keep their last good value.
+            found.warnings.append(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+            found.keep.add(f"opencode:{root}:")
+            continue
+        found.watch.add(os.path.dirname(path))
+        for entry in opencode.entries(data):
+            task_id = entry["id"]
+            found.specs.append(TaskSpec(
+                key=f"opencode:{root}:{task_id}", source="opencode", id=task_id,
+                name=str(entry.get("description") or task_id), path=path, group=root,
+                status_file=path, fmt="none", entry=task_id,
+            ))
+
+
 def discover(config: Config, now: float, git: GitWorktrees | None = None) -> Found:
     found = Found()
     if config.worktrees:
@@ -286,4 +322,6 @@ def discover(config: Config, now: float, git: GitWorktrees | None = None) -> Fou
         find_claude(config, now, found)
     if config.codex:
         find_codex(config, now, found)
+    if config.opencode:
+        find_opencode(config, found)
     return found

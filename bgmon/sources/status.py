@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ _MAX_BYTES = 1 << 20  # a status file is small; anything bigger is not one
 @dataclass
 class StatusReader:
     path: str
+    extract: Callable[[object], dict | None] | None = None  # a file that lists many tasks
     retries: int = 2
     retry_delay: float = 0.02
     fields: dict[str, Any] | None = None  # the last good value
@@ -69,6 +71,10 @@ class StatusReader:
                 obj = orjson.loads(data.decode("utf-8", "replace"))
             except orjson.JSONDecodeError:
                 return None, f"{self.path} is not valid JSON (half-written?)"
+        if self.extract is not None:
+            obj = self.extract(obj)
+            if obj is None:
+                return None, f"{self.path} no longer lists this task"
         if not isinstance(obj, dict):
             return None, f"{self.path} holds JSON that is not an object"
         return obj, None
