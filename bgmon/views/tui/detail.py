@@ -5,30 +5,16 @@ from __future__ import annotations
 import io
 
 from rich.console import Console, Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from bgmon.model import Event, EventKind, ProcFacts, TaskSnapshot
 from bgmon.views.text import STYLES
-from bgmon.views.tui.fmt import age, one_line, short_path
+from bgmon.views.tui.fmt import age, field_grid, heading, one_line, short_path
 from bgmon.views.tui.tree import BY_SEVERITY, GroupRow
 
 EVENT_TEXT = 90  # an event's text is cut to this many characters
-
-
-def _heading(title: str) -> Text:
-    return Text(f"\n{title}", style="bold underline")
-
-
-def _fields(rows: list[tuple[str, str | Text]]) -> Table:
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="dim", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for name, value in rows:
-        grid.add_row(name, value)
-    return grid
 
 
 def _mb(n: int) -> str:
@@ -98,8 +84,8 @@ def render_task(s: TaskSnapshot, now: float, recovery: RenderableType | None = N
         rows.append(("step", one_line(s.step, 300)))
     if s.note:
         rows.append(("note", Text(s.note, style="bold yellow")))
-    parts.append(_fields(rows))
-    parts.append(_heading("Why"))
+    parts.append(field_grid(rows))
+    parts.append(heading("Why"))
     if not s.health.reasons:
         parts.append(Text("no rule fired", style="dim"))
     for r in s.health.reasons:
@@ -111,22 +97,22 @@ def render_task(s: TaskSnapshot, now: float, recovery: RenderableType | None = N
             (f" — {s.own_health.summary}" if s.own_health.summary else "", "dim"),
         ))
     if s.proc is not None or s.pid is not None:
-        parts.append(_heading("Process"))
-        parts.append(_fields(proc_text(s.proc)) if s.proc else Text(f"pid {s.pid}: not looked at yet", style="dim"))
+        parts.append(heading("Process"))
+        parts.append(field_grid(proc_text(s.proc)) if s.proc else Text(f"pid {s.pid}: not looked at yet", style="dim"))
     if recovery is not None:
-        parts.append(_heading("Last recovery"))
+        parts.append(heading("Last recovery"))
         parts.append(recovery)
-    parts.append(_heading(f"Recent events ({len(s.recent)}, newest first)"))
+    parts.append(heading(f"Recent events ({len(s.recent)}, newest first)"))
     if not s.recent:
         parts.append(Text("none read yet", style="dim"))
     parts += [event_line(ev, now) for ev in reversed(s.recent)]
-    parts.append(_heading("Files"))
+    parts.append(heading("Files"))
     files = s.files or (s.path,)
     parts += [Text(short_path(f), style="dim") for f in files]
     if s.cwd and s.cwd != s.path:
         parts.append(Text(f"cwd {short_path(s.cwd)}", style="dim"))
     if s.warnings:
-        parts.append(_heading("Warnings"))
+        parts.append(heading("Warnings"))
         parts += [Text(f"⚠ {w}", style="yellow") for w in s.warnings]
     return Group(*parts)
 
@@ -139,7 +125,7 @@ def render_group(g: GroupRow, warnings: list[str]) -> RenderableType:
         if g.counts.get(badge):
             parts.append(Text(f"  {badge.glyph} {g.counts[badge]} {badge.value}", style=STYLES[badge]))
     if warnings:
-        parts.append(_heading(f"Warnings while reading ({len(warnings)})"))
+        parts.append(heading(f"Warnings while reading ({len(warnings)})"))
         parts += [Text(f"⚠ {w}", style="yellow") for w in warnings[:50]]
     parts.append(Text("\nSelect a task to see why it has its badge.", style="dim"))
     return Group(*parts)

@@ -10,13 +10,12 @@ import re
 
 import orjson
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from bgmon.recovery.actions import ActionResult
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import Outcome
-from bgmon.views.tui.fmt import one_line
+from bgmon.views.tui.fmt import field_grid, heading, one_line
 
 OUTPUT_LINES = 8  # lines of a command's output tail shown
 STATE_STYLES = {
@@ -33,19 +32,6 @@ def clean(text: str) -> str:
     return _CONTROL.sub("?", text)
 
 
-def _heading(title: str) -> Text:
-    return Text(f"\n{title}", style="bold underline")
-
-
-def _fields(rows: list[tuple[str, str | Text]]) -> Table:
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="dim", no_wrap=True)
-    grid.add_column(overflow="fold")
-    for name, value in rows:
-        grid.add_row(name, value)
-    return grid
-
-
 def state_text(state: str | None) -> Text:
     return Text(state or "unknown", style=STATE_STYLES.get(state or "", "dim"))
 
@@ -58,22 +44,22 @@ def _raw(value: object) -> str:
 def proposal_text(task: str, p: Proposal, lines: list[str], state: str | None) -> list[RenderableType]:
     """The proposal: where it came from, the diagnosis, each action's exact effect, refusals."""
     parts: list[RenderableType] = [Text.assemble(("Recovery · ", "bold"), (clean(task), "bold"))]
-    parts.append(_fields([
+    parts.append(field_grid([
         ("proposal", Text.assemble((p.id, "cyan"), "  ", state_text(state))),
         ("from", p.origin),
         ("confidence", f"{p.confidence:.2f}"),
     ]))
-    parts.append(_heading("Diagnosis"))
+    parts.append(heading("Diagnosis"))
     parts.append(Text(clean(p.diagnosis)))
     if lines:
-        parts.append(_heading("Actions (in order, when approved)"))
+        parts.append(heading("Actions (in order, when approved)"))
         for line in lines:
             parts.append(Text(clean(line), style="bold yellow" if "DESTRUCTIVE" in line else ""))
     else:
-        parts.append(_heading("Actions"))
+        parts.append(heading("Actions"))
         parts.append(Text("none: approving only records the decision", style="dim"))
     if p.refused:
-        parts.append(_heading(f"Refused ({len(p.refused)}, never run)"))
+        parts.append(heading(f"Refused ({len(p.refused)}, never run)"))
         for item in p.refused:
             reason = str(item.get("reason", "refused"))
             parts.append(Text.assemble(("✗ refused ", "bold red"), (clean(reason), "red")))
