@@ -86,5 +86,30 @@ def isolated_home(tmp_path, monkeypatch):
     return home
 
 
+def wait_for(pred, timeout: float = 15.0, what: str = "condition", step: float = 0.05):
+    """Poll `pred` until it returns something truthy (returned) or `timeout` passes (an
+    AssertionError). Files caught mid-write (OSError, ValueError, KeyError) count as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = pred()
+        except (OSError, ValueError, KeyError):
+            value = None
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Clock:
+    """A clock tests move by hand: `clock.t += 601`."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
 def bgmon_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bgmon", *args]

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import psutil
 import pytest
-from conftest import write_json
+from conftest import wait_for, write_json
 from test_recovery_support import snap
 
 from bgmon.cli import main as cli_main
@@ -35,19 +35,6 @@ DEADLINE = 20.0
 
 
 # ---- helpers ----------------------------------------------------------------------------
-
-
-def wait_for(pred, timeout: float = DEADLINE, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-        except (OSError, ValueError, KeyError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def alive(pid: object) -> bool:

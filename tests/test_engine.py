@@ -6,14 +6,7 @@ import time
 
 from bgmon.engine import Monitor, parse_progress
 from bgmon.model import Badge, Progress
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.conftest import Clock
 
 
 def snaps(monitor):

@@ -10,14 +10,7 @@ from bgmon.engine import Monitor
 from bgmon.live import SWEEP_SHARE, LiveEngine
 from bgmon.model import Badge
 from bgmon.sources.tail import TailReader
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.conftest import Clock
 
 
 def test_read_iter_settles_the_reader_at_once_and_decodes_as_iterated(tmp_path):

@@ -10,21 +10,13 @@ import time
 
 from bgmon.engine import collect
 from bgmon.procs import ProcessTable
+from tests.conftest import wait_for
 
 BUSY_CHILD = (
     "import subprocess, sys, time\n"
     "child = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
     "time.sleep(60)\n"
 )
-
-
-def wait_for(predicate, timeout=15.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_live_process_then_kill_9_is_gone():
@@ -83,7 +75,7 @@ def test_engine_turns_a_killed_task_failed_and_a_busy_silent_one_healthy(ws):
     try:
         ws.task("victim", pid=sleeper.pid)
         ws.task("busy", pid=busy.pid, updatedAt=time.time() - 3600)  # silent for an hour
-        wait_for(lambda: len(ProcessTable().look([busy.pid])[busy.pid].children) == 1)
+        wait_for(lambda: len(ProcessTable().look([busy.pid])[busy.pid].children) == 1, what="busy child")
         snaps = {s.name: s for s in collect(ws.config(cpu_sample=0.3)).snapshots()}
         assert snaps["victim"].health.badge.value == "healthy"
         assert snaps["busy"].health.badge.value == "healthy"

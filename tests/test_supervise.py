@@ -29,6 +29,7 @@ from bgmon.supervise.output import (
 from bgmon.supervise.policy import CLEAN_EXIT, Backoff, GiveUp, RestartPolicy
 from bgmon.supervise.status import StatusFile
 from bgmon.timefmt import parse_time
+from tests.conftest import wait_for as _wait_for
 
 PY = sys.executable
 DEADLINE = 20.0
@@ -66,16 +67,7 @@ def events(task: Path) -> list[dict]:
 
 
 def wait_for(pred, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = pred()
-        except (OSError, ValueError, KeyError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    return _wait_for(pred, timeout)
 
 
 def alive(pid: int) -> bool:
