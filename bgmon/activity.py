@@ -47,6 +47,8 @@ class Activity:
         self.loop_call: Event | None = None
         self.pending: OrderedDict[str, Event] = OrderedDict()
         self.background: set[str] = set()
+        # Claude 2.1.16+ task board (TaskCreate/TaskUpdate): item id → [status, title].
+        self.board: dict[str, list] = {}
         self.progress: Progress | None = None
         self.step: str | None = None
         self.turn: str | None = None
@@ -151,6 +153,30 @@ class Activity:
         if ev.call_id:
             self.background.discard(ev.call_id)
 
+    def _task_item(self, ev: Event) -> None:
+        """The task board gives progress as a to-do list does: completed of all live items,
+        and the in-progress item's title as the step."""
+        if not ev.call_id:
+            return
+        if ev.input == "deleted":
+            self.board.pop(ev.call_id, None)
+        else:
+            item = self.board.setdefault(ev.call_id, ["pending", None])
+            if ev.input:
+                item[0] = ev.input
+            if ev.text:
+                item[1] = ev.text
+        if len(self.board) > _PENDING_CAP:
+            self.board.pop(next(iter(self.board)))
+        items = self.board.values()
+        self._progress(Event(
+            EventKind.PROGRESS, ts=ev.ts, done=sum(1 for st, _ in items if st == "completed"),
+            total=len(self.board),
+        ))
+        current = next((t for st, t in items if st == "in_progress" and t), None)
+        if current:
+            self.step = current
+
     def _meta(self, ev: Event) -> None:
         if ev.cwd:
             self.cwd = ev.cwd
@@ -189,4 +215,5 @@ _HANDLERS = {
     EventKind.BG_START: Activity._bg_start,
     EventKind.BG_END: Activity._bg_end,
     EventKind.META: Activity._meta,
+    EventKind.TASK_ITEM: Activity._task_item,
 }

@@ -69,6 +69,8 @@ class EventKind(StrEnum):
     BG_START = "bg_start"  # a background command started (call_id names it)
     BG_END = "bg_end"  # a background command finished
     META = "meta"  # session facts: cwd, session id
+    TASK_ITEM = "task_item"  # one item of an agent's task board: call_id = item id,
+    #                          input = pending|in_progress|completed|deleted, text = its title
 
 
 @dataclass(slots=True, unsafe_hash=True)

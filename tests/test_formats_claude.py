@@ -183,17 +183,28 @@ def test_todos_snapshot_on_a_prompt_line_gives_progress():
     assert (events[1].done, events[1].total, events[2].text) == (1, 2, "Doing b")
 
 
-def test_task_update_to_in_progress_gives_a_step():
+def test_task_board_items_from_task_create_results_and_task_update_calls():
     update = tool_use("TaskUpdate", "toolu_u", taskId="2", status="in_progress", activeForm="Running the suite")
     events = without_meta(parse(assistant(update)))
-    assert kinds(events) == [K.TOOL_CALL, K.STEP]
-    assert events[1].text == "Running the suite"
-    bare = without_meta(parse(assistant(tool_use("TaskUpdate", taskId="3", status="in_progress"))))
-    assert bare[-1].text == "task #3"
-    done = without_meta(parse(assistant(tool_use("TaskUpdate", taskId="3", status="completed"))))
-    assert kinds(done) == [K.TOOL_CALL]
-    create = without_meta(parse(assistant(tool_use("TaskCreate", subject="Parse", activeForm="Parsing"))))
-    assert kinds(create) == [K.TOOL_CALL]
+    assert kinds(events) == [K.TOOL_CALL, K.TASK_ITEM]
+    assert (events[1].call_id, events[1].input, events[1].text) == ("2", "in_progress", "Running the suite")
+    created = user([tool_result("toolu_c", "Task #7 created")], toolUseResult={"task": {"id": "7", "subject": "Parse"}})
+    item = [e for e in parse(created) if e.kind is K.TASK_ITEM]
+    assert [(e.call_id, e.input, e.text) for e in item] == [("7", "pending", "Parse")]
+
+
+def test_task_board_gives_progress_and_step_through_the_activity():
+    from bgmon.activity import Activity
+    from bgmon.model import Progress
+
+    act = Activity()
+    for n, subject in enumerate(["Parse", "Test", "Ship", "Oops"], 1):
+        act.extend(parse(user([tool_result(f"c{n}")], toolUseResult={"task": {"id": str(n), "subject": subject}})))
+    for task_id, status, form in (("1", "completed", None), ("2", "in_progress", "Running tests"), ("4", "deleted", None)):
+        act.extend(parse(assistant(tool_use("TaskUpdate", f"u{task_id}", taskId=task_id, status=status,
+                                            **({"activeForm": form} if form else {})))))
+    assert act.progress == Progress(1, 3)
+    assert act.step == "Running tests"
 
 
 def test_text_gives_message_and_a_text_only_line_may_end_the_turn():

@@ -105,17 +105,18 @@ def _todo_text(item: dict) -> object:
 
 
 def _task_update(raw: dict, ts: float | None, out: list[Event]) -> None:
-    """TaskUpdate (2.1.16+) to in_progress → STEP. Counting needs the engine (see the docs)."""
-    if raw.get("status") != "in_progress":
-        return
-    for key in ("activeForm", "subject"):
-        text = raw.get(key)
-        if isinstance(text, str) and text:
-            out.append(Event(_STEP, ts=ts, text=clip(text, _TEXT)))
-            return
+    """TaskUpdate (2.1.16+): one item of the task board changes status (and maybe title)."""
     task_id = raw.get("taskId")
-    if isinstance(task_id, str | int) and not isinstance(task_id, bool):
-        out.append(Event(_STEP, ts=ts, text=clip(f"task #{task_id}", _TEXT)))
+    status = raw.get("status")
+    if not (isinstance(task_id, str | int) and not isinstance(task_id, bool)):
+        return
+    title = next(
+        (t for t in (raw.get("activeForm"), raw.get("subject")) if isinstance(t, str) and t), None
+    )
+    out.append(Event(
+        EventKind.TASK_ITEM, ts=ts, call_id=clip(str(task_id), _ID),
+        input=status if isinstance(status, str) else None, text=clip(title, _TEXT),
+    ))
 
 
 def _notifications(text: str, ts: float | None, out: list[Event]) -> None:
@@ -283,6 +284,14 @@ def _tool_use_result(extra: dict, ts: float | None, out: list[Event]) -> None:
             out.append(Event(_BG_START, ts=ts, call_id=clip(bg, _ID)))
         return
     task = extra.get("task")
+    if isinstance(task, dict) and "retrieval_status" not in extra:  # TaskCreate's new item
+        item_id, subject = task.get("id"), task.get("subject")
+        if isinstance(item_id, str | int) and not isinstance(item_id, bool):
+            out.append(Event(
+                EventKind.TASK_ITEM, ts=ts, call_id=clip(str(item_id), _ID), input="pending",
+                text=clip(subject, _TEXT) if isinstance(subject, str) else None,
+            ))
+        return
     if "retrieval_status" in extra and isinstance(task, dict):  # TaskOutput
         task_id = task.get("task_id")
         status = task.get("status")
