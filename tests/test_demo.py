@@ -303,8 +303,10 @@ def test_logs_stay_bounded(tmp_path, monkeypatch):
     for i in range(100):
         agent.event("message", text=f"line {i} " + "x" * 50)
     log = task / "logs" / "events.jsonl"
-    assert log.stat().st_size <= 1100
-    assert (task / "logs" / "events.jsonl.1").stat().st_size <= 1100
+    # The cap plus at most one line (a line's length varies with its timestamp's digits).
+    longest = max(len(x) + 1 for x in log.read_bytes().splitlines())
+    assert log.stat().st_size <= 1000 + longest
+    assert (task / "logs" / "events.jsonl.1").stat().st_size <= 1000 + 2 * longest
     assert json.loads(log.read_text().splitlines()[-1])["text"].startswith("line 99 ")
 
 
