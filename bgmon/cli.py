@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--follow", action="store_true", help="stream changes as JSON lines (with --json)")
     p.add_argument("--json", action="store_true", help="with --once or --follow: JSON output")
     p.add_argument("--print-config", action="store_true", help="print the effective configuration")
+    p.add_argument(
+        "--auto-recover", action="store_true",
+        help="let rule-based recovery act without asking on tasks that opted in "
+        "(bgmon run --auto-recover); never a model's proposal",
+    )
     p.add_argument("--version", action="version", version=f"bgmon {__version__}")
     add_monitor_options(p)
     return p
@@ -114,6 +119,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
         changes["model"] = os.environ["BGMON_MODEL"]
     if getattr(args, "model", None):
         changes["model"] = args.model
+    if getattr(args, "auto_recover", False):
+        changes["auto_recover"] = True
     if args.stuck_after is not None:
         changes["thresholds"] = replace(config.thresholds, stuck_after=args.stuck_after)
     return replace(config, **changes), warnings

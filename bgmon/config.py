@@ -58,6 +58,10 @@ class Config:
     proc_interval: float = 2.0  # seconds between process looks in the live view
     cpu_sample: float = 0.3  # --once: seconds between its two CPU samples
     journal: str = ".agents/logs/background_monitoring.jsonl"  # relative to the first root
+    # Let rule-based recovery act without a person on tasks that opted in (autoRecover: true).
+    # Off unless the person running the monitor asks (--auto-recover): a status file alone,
+    # which anyone who can write into a watched folder can plant, must never make bgmon act.
+    auto_recover: bool = False
     model: str | None = None  # Claude model for proposals (default: see recovery)
     patterns: str | None = None  # extra failure patterns TOML
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -175,6 +179,7 @@ def load_config(path: Path | None, explicit: bool = False) -> tuple[Config, list
         thresholds=thresholds,
         reading=reading,
         model=recovery.get("model", config.model),
+        auto_recover=recovery.get("auto", config.auto_recover),
         patterns=recovery.get("patterns", config.patterns),
         journal=recovery.get("journal", config.journal),
     )

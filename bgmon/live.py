@@ -212,7 +212,7 @@ def follow(config: Config) -> int:
 
     async def main() -> None:
         recorder = _recorder(config)
-        auto = AutoRecovery(recorder) if recorder is not None else None
+        auto = AutoRecovery(recorder) if recorder is not None and config.auto_recover else None
         engine = LiveEngine(monitor, emit, recorder=recorder, auto=auto)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

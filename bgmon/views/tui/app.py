@@ -119,7 +119,7 @@ class BgmonApp(App[int]):
     # -- the engine (worker thread side) ----------------------------------------------------
 
     def start_engine(self) -> None:
-        if self.auto is None and self.recovery is not None:
+        if self.auto is None and self.recovery is not None and self.config.auto_recover:
             # One for the app's life: its attempt counters outlive an engine restart.
             self.auto = AutoRecovery(self.recovery)
         self.engine = LiveEngine(self.monitor, self.emit, recorder=self.recovery, auto=self.auto)
