@@ -17,6 +17,7 @@ RECENT_EVENTS = 40
 POLLING_TOOLS = frozenset({"TaskOutput", "BashOutput", "write_stdin", "AgentOutputTool"})
 RESULT_WINDOW = 10
 _PENDING_CAP = 256
+_BIG = 1 << 53  # a larger count is junk
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ class Activity:
             self.last_failure = ev
 
     def _progress(self, ev: Event) -> None:
-        if ev.done is not None and ev.total is not None and ev.total >= 0:
+        if ev.done is not None and ev.total is not None and 0 <= ev.total < _BIG and ev.done < _BIG:
             new = Progress(max(0, ev.done), ev.total)
             if new != self.progress:
                 self.loop_count = 0  # progress moved: repeating a call is not a loop

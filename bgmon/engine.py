@@ -73,20 +73,33 @@ class TaskRecord:
     built_at: float = 0.0
     recheck_at: float = 0.0  # see health.next_check
     pids: tuple[int | None, int | None] = (None, None)  # (pid, supervisorPid) from status.json
+    fault: str | None = None  # an unexpected error reading this task's files
+    cycle: str | None = None  # its `parent` link was cut to break a loop
 
     @property
     def fields(self) -> dict:
         return (self.status.fields if self.status else None) or {}
 
 
+_BIG = 1 << 53  # beyond this a "count" is junk (and JSON consumers lose precision)
+_PID_MAX = 1 << 22  # Linux's pid_max ceiling
+
+
 def _int(value: object) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isdigit() and len(text) < 17 else None
+    if isinstance(value, int) and -_BIG < value < _BIG:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
     return None
+
+
+def _pid(value: object) -> int | None:
+    """A usable pid: init (1) and the kernel (0) are never a task's process."""
+    n = _int(value)
+    return n if n is not None and 1 < n <= _PID_MAX else None
 
 
 def parse_progress(value: object) -> Progress | None:
@@ -181,10 +194,20 @@ class Monitor:
                 self._by_file.pop(path, None)
 
     def _read(self, record: TaskRecord) -> None:
+        """Read one task's files. Whatever its files do, the fault stays this task's warning:
+        one bad task must not stop the monitor or hide the others."""
+        try:
+            self._read_files(record)
+            record.fault = None
+        except (OSError, ValueError, TypeError) as exc:
+            record.fault = f"cannot read this task's files: {exc}"
+            record.dirty = True
+
+    def _read_files(self, record: TaskRecord) -> None:
         if record.status is not None and record.status.read():
             record.dirty = True
             fields = record.fields
-            record.pids = (_int(fields.get("pid")), _int(fields.get("supervisorPid")))
+            record.pids = (_pid(fields.get("pid")), _pid(fields.get("supervisorPid")))
         logs = record.spec.logs
         if record.spec.source == "worktree":
             logs = tuple(worktree_logs(record.spec.path, record.fields))
@@ -289,9 +312,9 @@ class Monitor:
         return Observation(
             source=record.spec.source,
             status=status,
-            pid=_int(fields.get("pid")),
+            pid=record.pids[0],
             proc=record.proc,
-            supervisor_pid=_int(fields.get("supervisorPid")),
+            supervisor_pid=record.pids[1],
             supervisor=record.supervisor,
             created_at=parse_time(fields.get("timestamp")),
             updated_at=parse_time(fields.get("updatedAt")),
@@ -400,7 +423,29 @@ class Monitor:
                 if isinstance(ref, str) and ref:
                     parent = by_id.get((record.spec.group, ref))
             out[key] = parent if parent in self.tasks and parent != key else None
+        self._break_cycles(out)
         return out
+
+    def _break_cycles(self, parents: dict[str, str | None]) -> None:
+        """`parent` fields that loop (a → b → a) would leave no root to show the tasks from:
+        cut the link that closes each loop, and say so on that task."""
+        done: set[str] = set()
+        for start in parents:
+            path: list[str] = []
+            on_path: set[str] = set()
+            key: str | None = start
+            while key is not None and key not in done:
+                if key in on_path:
+                    last = path[-1]
+                    parents[last] = None
+                    note = f"its parent chain loops back to {key}; shown at the top"
+                    if self.tasks[last].cycle != note:
+                        self.tasks[last].cycle, self.tasks[last].dirty = note, True
+                    break
+                path.append(key)
+                on_path.add(key)
+                key = parents.get(key)
+            done.update(path)
 
     @staticmethod
     def _task_id(record: TaskRecord) -> str:
@@ -434,7 +479,7 @@ class Monitor:
             progress=parse_progress(fields.get("progress")) or act.progress,
             step=step,
             last_activity=obs_life,
-            pid=_int(fields.get("pid")),
+            pid=record.pids[0],
             path=spec.path,
             files=files,
             fields=dict(fields),
@@ -456,7 +501,7 @@ class Monitor:
 
     @staticmethod
     def _task_warnings(record: TaskRecord) -> list[str]:
-        out = []
+        out = [w for w in (record.fault, record.cycle) if w]
         if record.status is not None and record.status.stale:
             kept = "keeping the last good value" if record.status.fields is not None else "no good value yet"
             out.append(f"status.json unreadable ({record.status.error}); {kept}")

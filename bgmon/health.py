@@ -26,6 +26,7 @@ KNOWN_STATUSES = RUNNING | NOT_STARTED | FINAL_OK | FINAL_BAD
 # (the corpus: median 1 s, p90 6 s later). Such a guessed end counts only once it has settled.
 TENTATIVE_ENDS = frozenset({"text_only"})
 TURN_SETTLE = 15.0
+PID_REUSE_SLACK = 2.0  # seconds of clock and mtime granularity
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,22 @@ def _reason(rule: str, detail: str) -> Reason:
     return Reason(rule, detail)
 
 
-def _proc_gone(proc: ProcFacts | None) -> bool:
-    return proc is not None and not proc.alive and not proc.access_denied
+def _proc_gone(proc: ProcFacts | None, written_at: float | None = None) -> bool:
+    """The recorded process no longer runs: exited, a zombie, or its pid now belongs to a
+    process started after the status file named it (a pid written at time W names a process
+    that existed at W)."""
+    if proc is None or proc.access_denied:
+        return False
+    if not proc.alive:
+        return True
+    return _reused(proc, written_at)
+
+
+def _reused(proc: ProcFacts | None, written_at: float | None) -> bool:
+    return (
+        proc is not None and proc.started is not None and written_at is not None
+        and proc.started > written_at + PID_REUSE_SLACK
+    )
 
 
 def _call_text(ev: Event | None) -> str:
@@ -149,14 +164,18 @@ def _stuck(obs: Observation, now: float, th: Thresholds) -> list[Reason]:
 
 def _liveness(obs: Observation) -> list[Reason]:
     """A task that says it runs, but whose processes are gone."""
-    if obs.supervisor_pid is not None and _proc_gone(obs.supervisor):
+    written = obs.status_written_at
+    if obs.supervisor_pid is not None and _proc_gone(obs.supervisor, written):
         detail = f"supervisor {obs.supervisor_pid} died; status still says {obs.status}"
-        if obs.pid is not None and obs.proc is not None and obs.proc.alive:
+        if obs.pid is not None and obs.proc is not None and obs.proc.alive and not _reused(obs.proc, written):
             detail += f"; orphaned child {obs.pid} still runs"
         return [_reason("supervisor.died", detail)]
-    if obs.pid is not None and _proc_gone(obs.proc):
-        zombie = " (zombie)" if obs.proc and obs.proc.zombie else ""
-        return [_reason("process.exited", f"process {obs.pid}{zombie} exited without a final status")]
+    if obs.pid is not None and _proc_gone(obs.proc, written):
+        if _reused(obs.proc, written):
+            why = f" (pid {obs.pid} now belongs to a process started later)"
+        else:
+            why = " (zombie)" if obs.proc and obs.proc.zombie else ""
+        return [_reason("process.exited", f"process {obs.pid} exited without a final status{why}")]
     return []
 
 

@@ -145,6 +145,7 @@ class ProcFacts:
     children: tuple[int, ...] = ()
     name: str = ""
     access_denied: bool = False
+    started: float | None = None  # create time (epoch s): tells a reused pid from the task's
 
 
 @dataclass(frozen=True, slots=True)

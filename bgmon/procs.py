@@ -76,6 +76,7 @@ class ProcessTable:
         try:
             status = proc.status()
             name = proc.name()
+            started = proc.create_time()
         except psutil.AccessDenied:
             return ProcFacts(pid=pid, alive=True, access_denied=True)
         except psutil.Error:
@@ -103,7 +104,7 @@ class ProcessTable:
         active = previous is not None and cpu - previous > 0.005
         return ProcFacts(
             pid=pid, alive=True, cpu_seconds=cpu, cpu_active=active, rss=rss,
-            children=tuple(tree), name=name, access_denied=denied,
+            children=tuple(tree), name=name, access_denied=denied, started=started,
         )
 
 

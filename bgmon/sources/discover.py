@@ -16,6 +16,7 @@ import orjson
 
 from bgmon.config import Config
 from bgmon.formats import opencode
+from bgmon.sources.files import read_regular
 
 STATUS_FILE = "status.json"
 OPENCODE_TASKS = os.path.join(".opencode", "background-tasks.json")
@@ -97,10 +98,12 @@ class GitWorktrees:
 def worktree_logs(task_dir: str, fields: dict | None) -> list[str]:
     """A worktree task's logs: its `log` field, else every *.jsonl in .agents/logs/ and logs/."""
     log = fields.get("log") if isinstance(fields, dict) else None
-    if isinstance(log, str) and log.strip():
-        return [os.path.normpath(os.path.join(task_dir, log))]
+    if isinstance(log, str):
+        log = [log]
     if isinstance(log, list):
-        return [os.path.normpath(os.path.join(task_dir, p)) for p in log if isinstance(p, str)]
+        paths = [p for p in log if isinstance(p, str) and p.strip() and "\0" not in p]
+        if paths:
+            return [os.path.normpath(os.path.join(task_dir, p)) for p in paths]
     out = []
     for sub in LOG_DIRS:
         d = os.path.join(task_dir, sub)
@@ -181,9 +184,8 @@ def _project_cwd(project_dir_name: str) -> str:
 
 def _session_of(path: str) -> str | None:
     try:
-        with open(path, "rb") as fh:
-            line = fh.readline(64 << 10)
-        obj = orjson.loads(line)
+        head = read_regular(path, 64 << 10)
+        obj = orjson.loads(head.split(b"\n", 1)[0])
     except (OSError, orjson.JSONDecodeError):
         return None
     sid = obj.get("sessionId") if isinstance(obj, dict) else None
@@ -295,8 +297,7 @@ def find_opencode(config: Config, found: Found) -> None:
         path = os.path.join(root, OPENCODE_TASKS)
         found.looked.append(path)
         try:
-            with open(path, "rb") as fh:
-                data = orjson.loads(fh.read(1 << 20))
+            data = orjson.loads(read_regular(path, 1 << 20))
         except FileNotFoundError:
             continue
         except (OSError, orjson.JSONDecodeError) as exc:

@@ -7,12 +7,15 @@ the file still does not parse, the last good value is kept and marked stale, wit
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from bgmon.sources.files import read_regular
 
 _MAX_BYTES = 1 << 20  # a status file is small; anything bigger is not one
 
@@ -38,6 +41,10 @@ class StatusReader:
         sig = (st.st_ino, st.st_size, st.st_mtime_ns)
         if sig == self._sig and not self.stale:
             return False
+        if not stat.S_ISREG(st.st_mode):
+            # A FIFO would block the reader; a directory never parses: no retries either way.
+            self._sig = sig
+            return self._fail(f"{self.path} is not a regular file")
         for attempt in range(self.retries + 1):
             parsed, error = self._load()
             if parsed is not None:
@@ -58,8 +65,7 @@ class StatusReader:
 
     def _load(self) -> tuple[dict[str, Any] | None, str | None]:
         try:
-            with open(self.path, "rb") as fh:
-                data = fh.read(_MAX_BYTES + 1)
+            data = read_regular(self.path, _MAX_BYTES + 1)
         except OSError as exc:
             return None, f"cannot read {self.path}: {exc.strerror or exc}"
         if len(data) > _MAX_BYTES:

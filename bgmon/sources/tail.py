@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from bgmon.sources.files import open_regular, read_regular
+
 _BLOCK = 64 << 10
 
 
@@ -68,12 +70,11 @@ class TailReader:
         """Position at the end of the file and return the decoded last lines (at most
         `max_lines`, looking back at most `max_bytes`). A partial last line stays pending."""
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd, st = open_regular(self.path)
         except OSError as exc:
             self._note_missing(exc)
             return []
         try:
-            st = os.fstat(fd)
             self._adopt(st)
             end = st.st_size
             start, data = self._scan_back(fd, end, max_bytes, max_lines)
@@ -102,8 +103,7 @@ class TailReader:
     def head(self, max_bytes: int = 64 << 10) -> dict | None:
         """The first line of the file decoded (e.g. Codex session_meta), without moving."""
         try:
-            with open(self.path, "rb") as fh:
-                data = fh.read(max_bytes)
+            data = read_regular(self.path, max_bytes)
         except OSError:
             return None
         nl = data.find(b"\n")
@@ -127,28 +127,39 @@ class TailReader:
 
     def _read_new(self) -> bytes:
         """The bytes appended since the last read (at most `read_chunk`), after checks for
-        rotation and truncation."""
+        rotation and truncation. The checks and the read use one open file: a log renamed in
+        between cannot make us read the new file from the old one's offset."""
         try:
-            st = os.stat(self.path)
+            quick = os.stat(self.path)
         except OSError as exc:
             self._note_missing(exc)
             return b""
-        # A file that was gone and is back is a new file, even if the inode number is reused.
-        returned = self.stats.missing
-        self.stats.missing = False
-        replaced = self.ino is not None and (st.st_ino != self.ino or st.st_dev != self.dev)
-        if replaced or returned or st.st_size < self.offset:
-            self._reset()
-        self._adopt(st)
-        if st.st_size == self.offset:
+        if (
+            not self.stats.missing and self.ino == quick.st_ino and self.dev == quick.st_dev
+            and quick.st_size == self.offset
+        ):
+            return b""  # the common case on a sweep: nothing new, no open
+        try:
+            fd, st = open_regular(self.path)
+        except OSError as exc:
+            self._note_missing(exc)
             return b""
         try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read(self.read_chunk)
+            # A file that was gone and is back is a new file, even if the inode number is reused.
+            returned = self.stats.missing
+            self.stats.missing = False
+            replaced = self.ino is not None and (st.st_ino != self.ino or st.st_dev != self.dev)
+            if replaced or returned or st.st_size < self.offset:
+                self._reset()
+            self._adopt(st)
+            if st.st_size == self.offset:
+                return b""
+            data = os.pread(fd, min(self.read_chunk, st.st_size - self.offset), self.offset)
         except OSError as exc:
             self.stats.error = f"cannot read {self.path}: {exc.strerror or exc}"
             return b""
+        finally:
+            os.close(fd)
         self.stats.error = None
         self.offset += len(data)
         return data

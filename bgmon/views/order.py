@@ -40,6 +40,13 @@ def arrange(
 
     for top in sorted(children.get(None, ()), key=key):
         walk(top, 0, groups[top.group])
+    # Defence in depth: a task no root reaches (a parent loop) is still shown, at the top.
+    shown = {t.key for rows in groups.values() for _, t in rows}
+    for task in sorted((s for s in snaps if s.key not in shown), key=key):
+        if task.key not in shown:
+            rows = groups[task.group]
+            walk(task, 0, rows)
+            shown.update(t.key for _, t in rows)
     worst = {
         g: max((t.health.badge.severity for _, t in rows), default=0) for g, rows in groups.items()
     }

@@ -57,7 +57,8 @@ def render(
     looked: list[str],
     out: TextIO,
 ) -> None:
-    console = Console(file=out, highlight=False, soft_wrap=True, emoji=False)
+    # markup=False: task names, paths and warnings are other people's text, never Rich markup.
+    console = Console(file=out, highlight=False, soft_wrap=True, emoji=False, markup=False)
     if not snaps:
         console.print("No background tasks found. Looked in:")
         for where in looked:
