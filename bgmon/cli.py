@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bgmon import __version__
-from bgmon.config import Config, ConfigError, load_config
+from bgmon.config import Config, ConfigError, load_config, validate
 from bgmon.timefmt import parse_duration
 
 EXIT_OK, EXIT_FAULTS, EXIT_USAGE = 0, 1, 2
@@ -123,7 +123,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
         changes["auto_recover"] = True
     if args.stuck_after is not None:
         changes["thresholds"] = replace(config.thresholds, stuck_after=args.stuck_after)
-    return replace(config, **changes), warnings
+    return validate(replace(config, **changes)), warnings
 
 
 def _once(config: Config, as_json: bool) -> int:

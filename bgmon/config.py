@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -132,6 +133,59 @@ def _coerce(where: str, key: str, value: Any, current: Any) -> Any:
     return value
 
 
+def _checked(where: str, key: str, value: Any, current: Any) -> Any:
+    """`value` converted to the setting's type and range-checked; ConfigError names where and key."""
+    value = _coerce(where, key, value, current)
+    problem = _range_problem(key, value)
+    if problem:
+        raise ConfigError(f"{where}: {key} {problem}")
+    return value
+
+
+# Allowed ranges. Every other setting takes any value of its type.
+_COUNTS = {"loop_repeats", "fail_streak", "fail_window", "fail_window_min",
+           "line_cap", "startup_bytes", "startup_lines", "read_chunk"}  # ≥ 1 (counts, byte sizes)
+_POSITIVE = {"since", "stuck_after", "sweep_interval", "proc_interval"}  # seconds, > 0
+_NON_NEGATIVE = {"cpu_sample"}  # seconds, ≥ 0 (0: a single CPU look)
+
+
+def _range_problem(key: str, value: Any) -> str | None:
+    """What is wrong with `value` for `key`, as the end of a sentence; None when it is fine."""
+    if key in _COUNTS and value < 1:
+        return f"must be at least 1, not {value!r}"
+    if key in _POSITIVE and not (math.isfinite(value) and value > 0):
+        return f"must be a duration greater than 0, not {value!r}"
+    if key in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
+        return f"must be a duration of 0 or more, not {value!r}"
+    if key == "roots" and not value:
+        return "must name at least one root"
+    if key == "journal" and not value.strip():
+        return "must be a file path, not empty"
+    return None
+
+
+# Flags that set a checked value, named in validate()'s message.
+_FLAGS = {"roots": "ROOT arguments", "since": "--since", "stuck_after": "--stuck-after"}
+
+
+def validate(config: Config) -> Config:
+    """`config` unchanged if every value is in range, else ConfigError naming the setting.
+
+    load_config checks file values as it reads them (naming the file); this re-checks the merged
+    result, so values from flags get the same rules.
+    """
+    for section, obj in (("monitor", config), ("health", config.thresholds),
+                         ("reading", config.reading)):
+        for f in fields(obj):
+            if f.name in ("thresholds", "reading"):
+                continue
+            problem = _range_problem(f.name, getattr(obj, f.name))
+            if problem:
+                flag = f" ({_FLAGS[f.name]})" if f.name in _FLAGS else ""
+                raise ConfigError(f"[{section}] {f.name}{flag} {problem}")
+    return config
+
+
 def _apply(obj: Any, table: dict, where: str) -> tuple[Any, list[str]]:
     known = {f.name for f in fields(obj)}
     changes: dict[str, Any] = {}
@@ -140,7 +194,7 @@ def _apply(obj: Any, table: dict, where: str) -> tuple[Any, list[str]]:
         if key not in known or key in ("thresholds", "reading"):
             unknown.append(f"{where}.{key}")
             continue
-        changes[key] = _coerce(where, key, value, getattr(obj, key))
+        changes[key] = _checked(where, key, value, getattr(obj, key))
     return replace(obj, **changes), unknown
 
 
@@ -165,22 +219,33 @@ def load_config(path: Path | None, explicit: bool = False) -> tuple[Config, list
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     warnings: list[str] = []
     for section in data:
-        if section not in ("monitor", "health", "reading", "recovery"):
+        if section not in _SECTIONS:
             warnings.append(f"{path}: unknown section [{section}] ignored")
-    config, unknown = _apply(config, data.get("monitor", {}), f"{path} [monitor]")
+    tables = {}
+    for section in _SECTIONS:
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table (a [{section}] section), "
+                              f"not {section} = {table!r}")
+        tables[section] = table
+    config, unknown = _apply(config, tables["monitor"], f"{path} [monitor]")
     warnings += [f"unknown key {k} ignored" for k in unknown]
-    thresholds, unknown = _apply(config.thresholds, data.get("health", {}), f"{path} [health]")
+    thresholds, unknown = _apply(config.thresholds, tables["health"], f"{path} [health]")
     warnings += [f"unknown key {k} ignored" for k in unknown]
-    reading, unknown = _apply(config.reading, data.get("reading", {}), f"{path} [reading]")
+    reading, unknown = _apply(config.reading, tables["reading"], f"{path} [reading]")
     warnings += [f"unknown key {k} ignored" for k in unknown]
-    recovery = data.get("recovery", {})
-    config = replace(
-        config,
-        thresholds=thresholds,
-        reading=reading,
-        model=recovery.get("model", config.model),
-        auto_recover=recovery.get("auto", config.auto_recover),
-        patterns=recovery.get("patterns", config.patterns),
-        journal=recovery.get("journal", config.journal),
-    )
-    return config, warnings
+    changes: dict[str, Any] = {"thresholds": thresholds, "reading": reading}
+    where = f"{path} [recovery]"
+    for key, value in tables["recovery"].items():
+        name = _RECOVERY_KEYS.get(key)
+        if name is None:
+            warnings.append(f"unknown key {where}.{key} ignored")
+            continue
+        changes[name] = _checked(where, key, value, getattr(config, name))
+    return validate(replace(config, **changes)), warnings
+
+
+_SECTIONS = ("monitor", "health", "reading", "recovery")
+# [recovery] key → Config field
+_RECOVERY_KEYS = {"model": "model", "auto": "auto_recover", "patterns": "patterns",
+                  "journal": "journal"}
