@@ -146,6 +146,50 @@ def test_a_task_without_auto_recover_is_left_alone(ws, sleeper, isolated_home):
     assert not kinds(journal(ws.root), "proposal")
 
 
+@pytest.mark.parametrize("how, why", [
+    ("world", "is world-writable (mode 0646)"),
+    ("group", "is group-writable (mode 0620)"),
+    ("both", "is group- and world-writable (mode 0666)"),
+    ("other user", "is owned by uid 65534, not by the user running bgmon"),
+    ("symlink", "is a symbolic link"),
+])
+def test_a_status_file_someone_else_controls_is_skipped_and_said_why(
+        ws, sleeper, isolated_home, tmp_path, how, why):
+    if how == "other user" and os.geteuid() != 0:
+        pytest.skip("needs root to give the file to another user")
+    monitor, changes, task = failed_by_the_engine(ws, sleeper, autoRecover=True)
+    sfile = task / "status.json"
+    old = status(task)["pid"]
+    if how in ("world", "group", "both"):
+        sfile.chmod({"world": 0o646, "group": 0o620, "both": 0o666}[how])
+    elif how == "other user":
+        os.chown(sfile, 65534, 65534)
+    else:
+        real = tmp_path / "elsewhere.json"
+        real.write_bytes(sfile.read_bytes())
+        sfile.unlink()
+        sfile.symlink_to(real)
+    service = RecoveryService.for_root(ws.root, use_claude=False)
+    auto = AutoRecovery(service)
+    try:
+        auto.on_changes(changes, monitor.find)
+        assert auto.join(DEADLINE)
+        auto.on_changes(changes, monitor.find)  # the same failure again: said once
+        assert auto.join(DEADLINE)
+        assert status(task)["pid"] == old and not alive(old)  # nothing was started
+        recs = journal(ws.root)
+        assert not kinds(recs, "proposal") and not kinds(recs, "decision")
+        (skip,) = kinds(recs, "auto")
+        assert skip["outcome"] == "skipped" and skip["task"] == changes[0].snapshot.key
+        assert f"{sfile} {why}" in skip["reason"]
+        ((key, text),) = auto.events
+        assert key == skip["task"] and text == f"skipped: {skip['reason']}"
+        assert f"auto-recover skipped: {sfile} {why}" in format_record(skip)
+    finally:
+        auto.close()
+        kill(status(task).get("pid"))
+
+
 def test_a_non_retryable_failure_gets_a_mark_never_a_restart(ws, isolated_home, tmp_path):
     task = ws.task("disk", name="disk", id="bg_disk", pid=None, command=[PY, "-c", "pass"],
                    cwd=str(tmp_path), autoRecover=True)
@@ -251,21 +295,30 @@ def change(s) -> list[Change]:
     return [Change("health", s.key, s)]
 
 
-def fresh(**kw):
+@pytest.fixture
+def trusted(tmp_path: Path) -> str:
+    """A status.json automatic recovery trusts: this user's, writable only by them."""
+    path = tmp_path / "task" / "status.json"
+    write_json(path, {"status": "failed", "autoRecover": True})
+    path.chmod(0o600)
+    return str(path)
+
+
+def fresh(status_file: str, **kw):
     """A hand-made snapshot whose last sign of life is now (not a fault from long ago)."""
-    return replace(snap(**kw), last_activity=time.time())
+    return replace(snap(files=(status_file,), **kw), last_activity=time.time())
 
 
 FIELDS = {"autoRecover": True}
 
 
-def test_attempts_back_off_stop_after_the_limit_and_reset_once_healthy():
+def test_attempts_back_off_stop_after_the_limit_and_reset_once_healthy(trusted):
     svc, clock = FakeService(), Clock()
     auto = AutoRecovery(svc, max_attempts=3, first_delay=0.01, cap=0.05, reset_after=60,
                         clock=clock, rng=lambda: 0.5)
     assert [auto._delay(n) for n in (1, 2, 3)] == [0.0, 0.01, 0.02]
-    failed = fresh(badge=Badge.FAILED, reasons=(("process.exited", "gone"),), fields=FIELDS)
-    healthy = fresh(badge=Badge.HEALTHY, reasons=(("active", "ok"),), fields=FIELDS)
+    failed = fresh(trusted, badge=Badge.FAILED, reasons=(("process.exited", "gone"),), fields=FIELDS)
+    healthy = fresh(trusted, badge=Badge.HEALTHY, reasons=(("active", "ok"),), fields=FIELDS)
     lookup = {failed.key: failed}.get
     for _ in range(3):
         auto.on_changes(change(failed), lookup)
@@ -286,11 +339,11 @@ def test_attempts_back_off_stop_after_the_limit_and_reset_once_healthy():
     assert len(svc.approved) == 4
 
 
-def test_nothing_while_bgmon_run_supervises_then_act_once_it_died():
+def test_nothing_while_bgmon_run_supervises_then_act_once_it_died(trusted):
     svc = FakeService()
     auto = AutoRecovery(svc)
     # bgmon run (here: this live process) still supervises: it restarts by itself.
-    busy = fresh(badge=Badge.FAILED, reasons=(("status.timeout", "stalled"),),
+    busy = fresh(trusted, badge=Badge.FAILED, reasons=(("status.timeout", "stalled"),),
                 fields={**FIELDS, "supervisorPid": os.getpid(), "restartAt": "soon"})
     auto.on_changes(change(busy), {busy.key: busy}.get)
     assert auto.join(DEADLINE) and not svc.approved
@@ -298,17 +351,17 @@ def test_nothing_while_bgmon_run_supervises_then_act_once_it_died():
     # shows it on the next pass, even with no changes.
     dead = subprocess.Popen([PY, "-c", "pass"])
     dead.wait(10)
-    died = fresh(badge=Badge.FAILED, reasons=(("status.failed", "gave up"),),
+    died = fresh(trusted, badge=Badge.FAILED, reasons=(("status.failed", "gave up"),),
                 fields={**FIELDS, "supervisorPid": dead.pid})
     auto.on_changes([], {died.key: died}.get)
     assert auto.join(DEADLINE)
     assert svc.approved == [("p1", "auto")]
 
 
-def test_a_child_failing_does_not_restart_its_parent():
+def test_a_child_failing_does_not_restart_its_parent(trusted):
     svc = FakeService()
     auto = AutoRecovery(svc)
-    parent = fresh(badge=Badge.FAILED, reasons=(("rollup", "child failed"),), fields=FIELDS)
+    parent = fresh(trusted, badge=Badge.FAILED, reasons=(("rollup", "child failed"),), fields=FIELDS)
     parent = replace(parent, own_health=Health(Badge.HEALTHY, (Reason("active", "ok"),)))
     auto.on_changes(change(parent), {parent.key: parent}.get)
     assert auto.join(DEADLINE) and not svc.approved
@@ -323,14 +376,14 @@ def test_a_fault_found_long_ago_at_start_up_is_left_alone():
     assert "old; left alone" in auto.events[-1][1]
 
 
-def test_the_restarted_process_dying_is_a_new_failure_even_if_the_badge_stays():
+def test_the_restarted_process_dying_is_a_new_failure_even_if_the_badge_stays(trusted):
     # A task whose status.json says failed keeps that badge after a restart (only its pid is
     # rewritten), so the death of the process auto-recover started counts as the next failure.
     svc = FakeService()
     svc.approve = lambda pid, lookup, by: Outcome(pid, DONE, "done", (
         ActionResult("restart", True, "restart", new_pid=4242),))
     auto = AutoRecovery(svc, first_delay=0.01, rng=lambda: 0.5)
-    failed = fresh(badge=Badge.FAILED, reasons=(("status.failed", "x"),), fields=FIELDS)
+    failed = fresh(trusted, badge=Badge.FAILED, reasons=(("status.failed", "x"),), fields=FIELDS)
     auto.on_changes(change(failed), {}.get)
     assert auto.join(DEADLINE) and svc.n == 1
     running = replace(failed, pid=4242, proc=ProcFacts(4242, alive=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from bgmon.recovery.actions import Executor, live_effect
 from bgmon.recovery.journal import Journal
 from bgmon.recovery.proposal import Kill, Mark, Proposal, Restart, Run, Signal, now_iso
 from bgmon.recovery.service import RecoveryService
+from bgmon.timefmt import parse_time
 
 
 def proposal(*actions, task="wt:demo", created: str | None = None) -> Proposal:
@@ -247,3 +249,126 @@ def test_mark_action_touches_no_agent_file(tmp_path):
     assert service.approve(p.id, lambda r: None).ok
     assert (d / "status.json").stat().st_mtime_ns == before
     assert service.marks() == {"wt:demo": "handled"}
+
+
+# --- whose process: another user's, a reused pid, init ----------------------------------------
+
+ROOT = os.geteuid() == 0
+NOBODY = 65534
+
+
+def _status_file(tmp_path: Path, **fields) -> Path:
+    path = tmp_path / "owned" / "status.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"status": "running", **fields}))
+    return path
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root to start a process as another user")
+def test_a_process_of_another_user_is_refused_unless_that_user_owns_the_task(tmp_path):
+    proc = spawn(["sleep", "60"], user=NOBODY, cwd="/")  # /bin/sleep: nobody may run it
+    try:
+        wait_for(lambda: psutil.Process(proc.pid).uids().real == NOBODY, what="the user switch")
+        sfile = _status_file(tmp_path, pid=proc.pid)  # root's file naming nobody's process
+        s = snap(pid=proc.pid, files=(str(sfile),))
+        for action in (Kill(proc.pid, grace=1), Signal(proc.pid, "SIGTERM")):
+            result = Executor().execute(action, proposal(action), s)
+            assert not result.ok and f"belongs to uid {NOBODY}, not to uid 0" in result.error
+            assert str(sfile) in result.error
+        # Without a status.json the process must be the current user's.
+        result = Executor().execute(Kill(proc.pid), proposal(Kill(proc.pid)), snap(pid=proc.pid))
+        assert not result.ok and "the current user" in result.error
+        assert not gone(proc.pid)
+        # The task's status.json is that user's own: root may act on the user's behalf.
+        os.chown(sfile, NOBODY, NOBODY)
+        action = Kill(proc.pid, grace=1)
+        result = Executor().execute(action, proposal(action), s)
+        assert result.ok, result.error
+        assert gone(proc.pid)
+    finally:
+        cleanup(proc.pid)
+        proc.wait(5)
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root to chown a file to another user")
+def test_a_task_file_of_another_user_does_not_let_it_name_my_process(tmp_path):
+    proc = spawn(SLEEPER)
+    try:
+        sfile = _status_file(tmp_path, pid=proc.pid)
+        os.chown(sfile, NOBODY, NOBODY)  # another user's status.json names root's process
+        action = Signal(proc.pid, "SIGTERM")
+        result = Executor().execute(action, proposal(action), snap(pid=proc.pid, files=(str(sfile),)))
+        assert not result.ok and f"not to uid {NOBODY}" in result.error
+        assert not gone(proc.pid)
+    finally:
+        cleanup(proc.pid)
+        proc.wait(5)
+
+
+def test_a_pid_reused_since_the_task_started_is_refused(tmp_path):
+    proc = spawn(SLEEPER)
+    try:
+        wait_for(lambda: not gone(proc.pid), what="the process")
+        hour_ago = now_iso(time.time() - 3600)
+        for fields in ({"startedAt": hour_ago}, {"timestamp": hour_ago},
+                       {"startedAt": hour_ago, "timestamp": now_iso(time.time() - 7200)}):
+            s = snap(pid=proc.pid, fields=fields)
+            for action in (Kill(proc.pid, grace=1), Signal(proc.pid, "SIGTERM")):
+                # The proposal is fresh: only the task's own start shows the pid was reused.
+                result = Executor().execute(action, proposal(action), s)
+                assert not result.ok, fields
+                assert "after the task's run started" in result.error
+                assert "pid was reused by another program; refused" in result.error
+            assert not gone(proc.pid)
+        # startedAt wins over timestamp (a restart), and a process started with the task is its.
+        s = snap(pid=proc.pid, fields={"startedAt": now_iso(time.time()), "timestamp": hour_ago})
+        action = Signal(proc.pid, "SIGTERM")
+        result = Executor().execute(action, proposal(action), s)
+        assert result.ok, result.error
+    finally:
+        cleanup(proc.pid)
+        proc.wait(5)
+
+
+def test_a_restart_records_when_the_new_process_started(tmp_path, tree):
+    # Else the restarted process would look like a reused pid to the next action.
+    proc, kids = tree
+    d = _task_dir(tmp_path, proc.pid, SLEEPER)
+    sfile = d / "status.json"
+    hour_ago = now_iso(time.time() - 3600)
+    sfile.write_text(json.dumps({**json.loads(sfile.read_text()), "timestamp": hour_ago}))
+    s = snap(pid=proc.pid, cwd=str(d), command=tuple(SLEEPER), path=str(d), files=(str(sfile),))
+    action = Restart(tuple(SLEEPER), str(d), pid=proc.pid, grace=3, status_file=str(sfile))
+    result = Executor().execute(action, proposal(action), s)
+    try:
+        assert result.ok, result.error
+        data = json.loads(sfile.read_text())
+        assert data["pid"] == result.new_pid and data["timestamp"] == hour_ago
+        started = parse_time(data["startedAt"])
+        assert abs(started - psutil.Process(result.new_pid).create_time()) < 2
+        after = snap(pid=result.new_pid, fields=data, files=(str(sfile),))
+        sig = Signal(result.new_pid, "SIGTERM")
+        assert Executor().execute(sig, proposal(sig), after).ok
+    finally:
+        cleanup(result.new_pid)
+
+
+def test_pid_1_is_refused_with_a_clear_reason(tmp_path, monkeypatch):
+    def never(pid, *a, **kw):  # nothing may even look at init, let alone signal it
+        raise AssertionError(f"psutil.Process({pid}) called")
+
+    monkeypatch.setattr("bgmon.recovery.actions.psutil.Process", never)
+    for pid in (1, 0, -1):
+        for action in (Kill(pid), Signal(pid, "SIGTERM"),
+                       Restart(tuple(SLEEPER), str(tmp_path), pid=pid)):
+            result = Executor().execute(action, proposal(action), snap(pid=pid, alive=True))
+            assert not result.ok
+            assert f"pid {pid} is not a task's process" in result.error
+        assert "refused when run" in live_effect(Kill(pid))
+
+
+def test_a_restart_of_a_command_stored_redacted_is_refused(tmp_path):
+    for arg in ("[REDACTED]", "[REDACTED:anthropic]", "--key=[REDACTED:api-key]"):
+        action = Restart(("true", arg), str(tmp_path))
+        result = Executor().execute(action, proposal(action), snap(pid=None))
+        assert not result.ok and "redacted text" in result.error and result.new_pid is None

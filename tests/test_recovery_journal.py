@@ -133,3 +133,19 @@ def test_report(tmp_path):
     assert rep["actions"]["total"] == 2 and rep["action_success_rate"] == 0.5
     assert rep["recoveries"] == 2 and rep["median_recovery_seconds"] == 150
     assert rep["still_failing"] == ["c"]
+
+
+def test_records_of_the_wrong_shape_are_skipped_and_counted(tmp_path):
+    j = Journal(tmp_path / "j.jsonl")
+    good = {"kind": "mark", "task": "a", "note": "ok"}
+    bad = [{"kind": "proposal", "proposal": 5}, {"kind": "health", "task": "t", "to": "failed",
+           "patterns": 5}, {"kind": "mark", "task": ["a"], "note": "x"},
+           {"kind": "result", "proposal": "p", "results": 5}]
+    j.path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in [*bad, good, 7]))
+    read = j.read()
+    assert read.records == [good] and read.bad_records == 4 and read.bad_lines == 1
+    assert read.skipped == 5 and j.report()["bad_lines"] == 5
+    assert j.marks() == {"a": "ok"} and j.proposal("p") is None and j.restarts("t") == 0
+    # A kind this version does not know is kept for whoever does.
+    j.append({"kind": "auto", "task": "a", "outcome": "skipped", "reason": "r"})
+    assert j.history("a")[-1]["kind"] == "auto"

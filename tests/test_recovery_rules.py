@@ -221,3 +221,48 @@ def test_rule_diagnosis_quotes_no_secrets(tmp_path):
     p = rules.propose(s, CAT)
     assert "s3cretpw" not in p.diagnosis and "abcd1234efgh" not in p.diagnosis
     assert "connection refused" in p.diagnosis
+
+
+# --- pid 1, and the rules' own actions through validation --------------------------------------
+
+
+def test_pid_1_is_no_pid_for_the_rules(tmp_path):
+    loop = (("stuck.loop", "the same call repeated 6 times in a row"),)
+    for pid in (1, 0):
+        task = alive_task(tmp_path, pid=pid, reasons=loop)
+        p = rules.propose(task, CAT)
+        assert not any(getattr(a, "pid", None) is not None for a in p.actions), p.actions
+        assert [a.kind for a in p.actions] == ["mark"] and not p.refused
+        stuck = alive_task(tmp_path, pid=pid, command=CMD)  # stuck.silent, a command recorded
+        p = rules.propose(stuck, CAT)
+        assert [(a.kind, a.pid) for a in p.actions] == [("restart", None)], p.actions
+    # A model (or a damaged file) naming pid 1 against a live task is refused outright.
+    with pytest.raises(InvalidAction, match="init or the kernel"):
+        validate_action({"kind": "kill", "pid": 1}, alive_task(tmp_path))
+
+
+def test_a_stored_proposal_for_pid_1_still_loads(tmp_path):
+    # Reloading bgmon's own journal keeps it, so `approve` can say why it cannot run.
+    p = Proposal(id="p_00000001", task="t", task_id="t", source="rules", model=None,
+                 degraded_reason=None, diagnosis="d", confidence=0.5, actions=(Kill(1),))
+    assert Proposal.from_json(p.to_json()).actions == (Kill(1),)
+
+
+def test_the_rules_actions_pass_the_same_validation(tmp_path):
+    # What a status.json made the rules say is checked like a model's output.
+    bad = [
+        (alive_task(tmp_path, command=("", "x")), "empty program or a NUL byte"),
+        (alive_task(tmp_path, command=("python", "a\0b")), "empty program or a NUL byte"),
+        (alive_task(tmp_path, command=CMD, cwd="relative/dir"), "not an absolute path"),
+        # `bgmon run` stores a secret in its argv redacted: that command cannot run as stored.
+        (alive_task(tmp_path, command=("curl", "-H", "x-api-key: [REDACTED]")), "had a secret"),
+        (alive_task(tmp_path, command=("tool", "[REDACTED:anthropic]")), "had a secret"),
+    ]
+    for task, reason in bad:
+        p = rules.propose(task, CAT)
+        assert not any(a.kind == "restart" for a in p.actions), p.actions
+        assert len(p.refused) == 1 and reason in p.refused[0]["reason"]
+        assert p.refused[0]["raw"]["kind"] == "restart"
+        assert "Refused by validation" in p.diagnosis
+    good = rules.propose(alive_task(tmp_path, command=CMD), CAT)
+    assert [a.kind for a in good.actions] == ["restart"] and not good.refused

@@ -2,8 +2,10 @@
 
 A proposal can be minutes old when it is approved: the process may have exited, been restarted,
 or its pid reused. So every argument is checked again right before it takes effect: the live
-task still has that pid, the process is alive and started before the proposal was made, the
-directory exists. Nothing here runs a shell.
+task still has that pid, the pid is not init's or the kernel's (≤ 1), the process is alive,
+started neither after the proposal was made nor after the task itself started (`startedAt`, else
+`timestamp`, in its status.json), belongs to the user who owns the task's status.json (the
+current user for a task without one), and the directory exists. Nothing here runs a shell.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Any
 import psutil
 
 from bgmon.model import TaskSnapshot
-from bgmon.recovery.proposal import Action, Kill, Mark, Proposal, Restart, Run, Signal
-from bgmon.recovery.redact import MARK as REDACTED
-from bgmon.recovery.redact import redact
+from bgmon.recovery.proposal import Action, Kill, Mark, Proposal, Restart, Run, Signal, now_iso
+from bgmon.recovery.redact import has_marker, redact
+from bgmon.recovery.validate import status_file as task_status_file
+from bgmon.timefmt import iso, parse_time
 
 TAIL = 2000  # characters of output kept in a result
 PID_TOLERANCE = 2.0  # seconds: process start times and the proposal clock may differ a little
@@ -97,8 +100,18 @@ def _tail(text: str | bytes | None) -> str:
     return redact(text)
 
 
+def _refuse_low_pid(pid: int) -> None:
+    """Init (1), the kernel (0) and negative pids (process groups, every process) are never a
+    task's process, whatever a status.json or a stored proposal says."""
+    if pid <= 1:
+        raise ActionError(
+            f"pid {pid} is not a task's process (0 and 1 are the kernel and init); refused"
+        )
+
+
 def _check_owner(pid: int, live: TaskSnapshot | None) -> None:
     """The live task must still name `pid` as its process."""
+    _refuse_low_pid(pid)
     if live is None:
         raise ActionError("the task is not found any more")
     if live.pid != pid:
@@ -109,9 +122,52 @@ def _check_owner(pid: int, live: TaskSnapshot | None) -> None:
         )
 
 
-def _find(pid: int, since: float) -> psutil.Process | None:
-    """The process `pid`, None if it has exited; refused if the pid was reused, i.e. it belongs
-    to a process started after the proposal was made."""
+def task_started(live: TaskSnapshot | None) -> float | None:
+    """When the task's current run started by its status.json: `startedAt`, else `timestamp`."""
+    if live is None:
+        return None
+    for name in ("startedAt", "timestamp"):
+        ts = parse_time(live.fields.get(name))
+        if ts is not None:
+            return ts
+    return None
+
+
+def task_owner(live: TaskSnapshot | None) -> tuple[int, str]:
+    """(uid, what it is) of the user a task's process must belong to: the owner of the task's
+    status.json (whoever can write the pid there), else the current user."""
+    sfile = task_status_file(live) if live is not None else None
+    if sfile is not None:
+        try:
+            return os.stat(sfile).st_uid, f"the owner of {sfile}"
+        except OSError:
+            pass
+    return os.getuid(), "the current user"
+
+
+def _check_uid(proc: psutil.Process, live: TaskSnapshot | None) -> None:
+    """Refuse a process of another user: a status.json can name any pid, and a monitor run by
+    root (or a user tricked by another's status.json) must not signal what is not the task's."""
+    try:
+        uid = proc.uids().real
+    except psutil.NoSuchProcess:
+        return  # gone: nothing will be signalled
+    except psutil.AccessDenied:
+        raise ActionError(f"no permission to inspect pid {proc.pid}") from None
+    owner, what = task_owner(live)
+    if uid != owner:
+        raise ActionError(
+            f"pid {proc.pid} belongs to uid {uid}, not to uid {owner} ({what}); refused"
+        )
+    if uid != os.getuid() and os.geteuid() != 0:
+        raise ActionError(f"pid {proc.pid} belongs to uid {uid}, not to you; refused")
+
+
+def _find(pid: int, since: float, live: TaskSnapshot | None = None) -> psutil.Process | None:
+    """The process `pid`, None if it has exited; refused if it is not the task's: the pid was
+    reused (the process started after the proposal was made or after the task started) or it
+    belongs to another user (see `_check_uid`)."""
+    _refuse_low_pid(pid)
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -125,14 +181,21 @@ def _find(pid: int, since: float) -> psutil.Process | None:
         raise ActionError(
             f"pid {pid} now belongs to a process started after the proposal (pid reused); refused"
         )
+    task_start = task_started(live)
+    if task_start is not None and started > task_start + PID_TOLERANCE:
+        raise ActionError(
+            f"pid {pid} belongs to a process started at {iso(started)}, after the task's run "
+            f"started at {iso(task_start)}: the pid was reused by another program; refused"
+        )
+    _check_uid(proc, live)
     return proc
 
 
 def _live_process(pid: int, live: TaskSnapshot | None, since: float) -> psutil.Process:
-    """The process `pid` if it is still the task's: same pid in the live snapshot, alive, and
-    started before the proposal."""
+    """The process `pid` if it is still the task's: same pid in the live snapshot, alive,
+    started before the proposal and the task's run, and of the task's user."""
     _check_owner(pid, live)
-    proc = _find(pid, since)
+    proc = _find(pid, since, live)
     if proc is None:
         raise ActionError(f"pid {pid} is not running any more")
     return proc
@@ -185,9 +248,11 @@ def stop_tree(proc: psutil.Process, grace: float) -> str:
     return text
 
 
-def write_pid(status_file: str, pid: int) -> bool:
-    """Write the new pid into the task's status.json `pid` field, atomically (temp file +
-    rename); the one write bgmon makes into an agent's files. False if it has no `pid` field."""
+def write_pid(status_file: str, pid: int, started: float | None = None) -> bool:
+    """Write the new pid into the task's status.json `pid` field, and when it started into
+    `startedAt` (else the new process would look like a reused pid: it started after the task),
+    atomically (temp file + rename); the one write bgmon makes into an agent's files. False if
+    it has no `pid` field."""
     path = Path(status_file)
     try:
         data = json.loads(path.read_text("utf-8"))
@@ -196,6 +261,7 @@ def write_pid(status_file: str, pid: int) -> bool:
     if not isinstance(data, dict) or "pid" not in data:
         return False
     data["pid"] = pid
+    data["startedAt"] = now_iso(started)
     fd, tmp = tempfile.mkstemp(prefix=".status.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -217,6 +283,8 @@ def live_effect(action: Action) -> str:
     """The action's effect against the live process tree (children counted now), for the
     confirmation prompt; the stored description when the process cannot be inspected."""
     pid = getattr(action, "pid", None)
+    if isinstance(pid, int) and pid <= 1:
+        return action.describe() + f" (refused when run: pid {pid} is never a task's process)"
     if isinstance(action, Kill | Restart) and pid is not None:
         try:
             children = len(psutil.Process(pid).children(recursive=True))
@@ -274,27 +342,29 @@ class Executor:
     def _restart(
         self, a: Restart, p: Proposal, live: TaskSnapshot | None, effect: str
     ) -> ActionResult:
-        if any(REDACTED in arg for arg in a.argv):
+        if any(has_marker(arg) for arg in a.argv):
             raise ActionError("the stored command contains redacted text; request a new proposal")
         if not os.path.isdir(a.cwd):
             raise ActionError(f"directory {a.cwd} does not exist")
         steps = []
         if a.pid is not None:
             _check_owner(a.pid, live)
-            proc = _find(a.pid, p.created_ts)
+            proc = _find(a.pid, p.created_ts, live)
             # Exited since the proposal: nothing to stop, the start still makes sense.
             steps.append(stop_tree(proc, a.grace) if proc else f"pid {a.pid} had already exited")
-        elif live is not None and live.pid is not None and (live.proc is None or live.proc.alive):
+        elif (live is not None and live.pid is not None and live.pid > 1
+              and (live.proc is None or live.proc.alive)):
             raise ActionError(
                 f"the task has a running process now (pid {live.pid}); request a new proposal"
             )
         if a.delay:
             self._sleep(a.delay)
             steps.append(f"waited {a.delay:g}s")
+        started = time.time()
         new_pid = self._start(a)
         steps.append(f"started pid {new_pid}")
         if a.status_file:
-            if write_pid(a.status_file, new_pid):
+            if write_pid(a.status_file, new_pid, started):
                 steps.append(f"wrote pid {new_pid} to {a.status_file}")
             else:
                 steps.append(f"{a.status_file} has no pid field; left unchanged")

@@ -8,6 +8,13 @@ with `by="auto"`. The journal then holds the proposal, the decision (`by: "auto"
 exactly as for a proposal a person approved.
 
 Limits:
+- only when the monitor itself was started with `bgmon --auto-recover` (or `[recovery] auto`):
+  a status.json alone never turns it on;
+- only for a task whose status.json is a regular file owned by the user running the monitor and
+  writable by nobody else (`trust_problem`): anyone else who can write into a watched folder
+  (or a cloned repository's committed `.worktrees/`) could otherwise pick the command bgmon runs
+  or the pid it kills. A task that fails this check is skipped, and why is said in `events` and
+  in the journal (a record of kind `auto`);
 - never while `bgmon run`'s own supervisor is alive and the task not finished: the supervisor is
   in charge of its command (its restart policy); the monitor acts once it has given up or died;
 - at most `max_attempts` automatic attempts per failure episode, spaced by backoff (the first at
@@ -21,7 +28,9 @@ Limits:
 
 from __future__ import annotations
 
+import os
 import random
+import stat
 import threading
 import time
 from collections import deque
@@ -35,6 +44,7 @@ from bgmon.model import Badge, TaskSnapshot
 from bgmon.recovery.breaker import backoff_delay
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import RecoveryService
+from bgmon.recovery.validate import status_file
 
 # What the rules may do without a person. `run` (an arbitrary program) never is.
 AUTO_KINDS = frozenset({"restart", "kill", "signal", "mark"})
@@ -83,6 +93,30 @@ def supervisor_in_charge(snapshot: TaskSnapshot) -> bool:
         return False
     except psutil.Error:
         return True  # exists, but we may not look at it: assume it is in charge
+
+
+def trust_problem(snapshot: TaskSnapshot) -> str | None:
+    """None if the task's status.json may steer automatic recovery, else why not: it must be a
+    regular file (not a symlink) owned by the current user and not group- or world-writable."""
+    path = status_file(snapshot)
+    if path is None:
+        return "it has no status.json to check who wrote it"
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot check {path}: {exc.strerror or exc}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path} is a symbolic link"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    uid = os.getuid()
+    if st.st_uid != uid:
+        return f"{path} is owned by uid {st.st_uid}, not by the user running bgmon (uid {uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "group- and world" if st.st_mode & stat.S_IWGRP and st.st_mode & stat.S_IWOTH else (
+            "group" if st.st_mode & stat.S_IWGRP else "world")
+        return f"{path} is {who}-writable (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
 
 
 def auto_allowed(proposal: Proposal) -> str | None:
@@ -282,6 +316,14 @@ class AutoRecovery:
                 if ep is not None:
                     ep.deferred = True
                     ep.attempts = max(0, ep.attempts - 1)
+            return
+        untrusted = trust_problem(snap)
+        if untrusted is not None:
+            self._settle(key)  # once per failure episode, not on every change
+            reason = (f"{untrusted}; automatic recovery acts only on a task whose status.json "
+                      "belongs to the user running bgmon and only they can write")
+            self._note(key, f"skipped: {reason}")
+            self.service.record_auto(snap.key, snap.id, "skipped", reason)
             return
         proposal = self.service.request_proposal(snap, use_claude=False)
         if proposal is None:

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import orjson
 
 from bgmon.model import TaskSnapshot
-from bgmon.recovery.journal import PENDING, Journal
+from bgmon.recovery.journal import PENDING, Journal, JournalUnreadable
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import NOT_FOUND, Outcome, RecoveryService
 
@@ -125,6 +125,26 @@ def run_command(
         return EXIT_USAGE
     made, find = _service_from(args, target)
     service = service or made
+    try:
+        return _dispatch(command, args, service, find, out, err, stdin)
+    except JournalUnreadable as exc:
+        print(f"bgmon: {exc}", file=err)
+        return EXIT_USAGE
+    except OSError as exc:  # the journal or bgmon's lock directory cannot be written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"bgmon: cannot use{where}: {exc.strerror or exc}", file=err)
+        return EXIT_USAGE
+
+
+def _dispatch(
+    command: str,
+    args: argparse.Namespace,
+    service: RecoveryService,
+    find: FindTask,
+    out: TextIO,
+    err: TextIO,
+    stdin: TextIO,
+) -> int:
     if command == "propose":
         return _propose(args, service, find, out, err)
     if command == "approve":
@@ -134,6 +154,10 @@ def run_command(
         return _print_outcome(outcome, args.json, out, err)
     if command == "history":
         records = service.history(args.task)
+        skipped = service.journal.read().skipped
+        if skipped:
+            print(f"bgmon: {skipped} unreadable or malformed line(s) in {service.journal.path} "
+                  "skipped", file=err)
         if args.json:
             out.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
         elif not records:
@@ -250,24 +274,35 @@ def format_proposal(p: Proposal) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def format_record(r: dict[str, Any]) -> str:
+    """One journal record as a line; any field of the wrong type is shown as missing, never a
+    crash (the reader already skips malformed records of the known kinds)."""
+    r = _dict(r)
     kind = r.get("kind")
     head = f"{r.get('ts', '?')}  {r.get('task', '?')}  "
     if kind == "health":
-        pats = r.get("patterns") or []
+        pats = _list(r.get("patterns"))
         why = f" [{', '.join(map(str, pats))}]" if pats else ""
-        reasons = r.get("reasons") or []
-        detail = reasons[0].get("detail") if reasons and isinstance(reasons[0], dict) else ""
+        reasons = _list(r.get("reasons"))
+        detail = _dict(reasons[0]).get("detail") if reasons else ""
         return f"{head}health {r.get('from') or '-'} → {r.get('to')}{why}" + (
             f": {detail}" if detail else "")
     if kind == "proposal":
-        p = r.get("proposal") or {}
-        origin = p.get("source", "?")
+        p = _dict(r.get("proposal"))
+        origin = str(p.get("source", "?"))
         if p.get("source") == "claude":
             origin += f" {p.get('model')}"
         elif p.get("degraded_reason"):
             origin += f" ({p.get('degraded_reason')})"
-        acts = ", ".join(str(a.get("kind")) for a in p.get("actions", []) if isinstance(a, dict))
+        acts = ", ".join(str(a.get("kind")) for a in _list(p.get("actions")) if isinstance(a, dict))
         diag = str(p.get("diagnosis", ""))
         if len(diag) > 160:
             diag = diag[:159] + "…"
@@ -280,7 +315,7 @@ def format_record(r: dict[str, Any]) -> str:
         return f"{head}{r.get('decision')} {ref}{by}{reason}"
     if kind == "result":
         parts = []
-        for a in r.get("results", []):
+        for a in _list(r.get("results")):
             if not isinstance(a, dict):
                 continue
             status = "skipped" if a.get("skipped") else ("ok" if a.get("ok") else "failed")
@@ -293,13 +328,16 @@ def format_record(r: dict[str, Any]) -> str:
     if kind == "mark":
         note = r.get("note")
         return f"{head}mark {note!r}" if note else f"{head}mark cleared"
+    if kind == "auto":
+        reason = f": {r['reason']}" if r.get("reason") else ""
+        return f"{head}auto-recover {r.get('outcome') or '?'}{reason}"
     return f"{head}{kind}"
 
 
 def format_report(rep: dict[str, Any]) -> str:
     lines = [f"Recovery journal {rep['journal']}: {rep['records']} records"]
     if rep.get("bad_lines"):
-        lines.append(f"  {rep['bad_lines']} unreadable line(s) skipped")
+        lines.append(f"  {rep['bad_lines']} unreadable or malformed line(s) skipped")
     failures = rep.get("failures_by_pattern") or {}
     lines.append("Failures by pattern:" if failures else "Failures by pattern: none recorded")
     lines += [f"  {name:<24} {count}" for name, count in failures.items()]

@@ -12,6 +12,7 @@ result (what the approved actions did), mark (bgmon's note on a task).
 from __future__ import annotations
 
 import os
+import stat
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,11 +38,22 @@ PENDING, APPROVED, REJECTED, EXECUTED, FAILED, SUPERSEDED = (
 )
 
 
+class JournalUnreadable(OSError):
+    """The journal path exists but cannot be read as a journal (a directory, a FIFO, no
+    permission); the message is one line for the person."""
+
+
 @dataclass
 class JournalRead:
     records: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: int = 0  # lines that are not a JSON object
     torn_tail: bool = False  # the last line had no newline (a write was cut off)
+    bad_records: int = 0  # JSON objects of a known kind whose fields have the wrong shape
+
+    @property
+    def skipped(self) -> int:
+        """Everything the reader left out: bad lines, a torn tail, malformed records."""
+        return self.bad_lines + int(self.torn_tail) + self.bad_records
 
 
 class Journal:
@@ -87,15 +99,33 @@ class Journal:
         """Every readable record. Cached while the file is unchanged (the TUI asks often)."""
         out = JournalRead()
         try:
-            with open(self.path, "rb") as f:
-                st = os.fstat(f.fileno())
-                key = (st.st_ino, st.st_size, st.st_mtime_ns)
-                cached = self._cache
-                if cached is not None and cached[0] == key:
-                    return cached[1]
-                data = f.read(st.st_size)  # what the key describes, not a write in progress
+            # O_NONBLOCK: a FIFO planted at the path must not hang the reader in open().
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return out
+        except OSError as exc:
+            raise JournalUnreadable(
+                f"cannot read the journal {self.path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+                raise JournalUnreadable(f"cannot read the journal {self.path}: it is {what}")
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            cached = self._cache
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                data = f.read(st.st_size)  # what the key describes, not a write in progress
+        except JournalUnreadable:
+            raise
+        except OSError as exc:
+            raise JournalUnreadable(
+                f"cannot read the journal {self.path}: {exc.strerror or exc}"
+            ) from None
+        finally:
+            os.close(fd)
         lines = data.split(b"\n")
         if lines and lines[-1] != b"":
             out.torn_tail = True
@@ -108,10 +138,12 @@ class Journal:
             except orjson.JSONDecodeError:
                 out.bad_lines += 1
                 continue
-            if isinstance(obj, dict):
-                out.records.append(obj)
-            else:
+            if not isinstance(obj, dict):
                 out.bad_lines += 1
+            elif not well_formed(obj):
+                out.bad_records += 1
+            else:
+                out.records.append(obj)
         self._cache = (key, out)  # shared with later callers: treat it as read-only
         return out
 
@@ -255,7 +287,7 @@ class Journal:
         return {
             "journal": str(self.path),
             "records": len(recs),
-            "bad_lines": read.bad_lines + int(read.torn_tail),
+            "bad_lines": read.skipped,  # unreadable lines, a torn tail and malformed records
             "failures_by_pattern": dict(failures.most_common()),
             "proposals": {"total": sum(proposals.values()), **dict(proposals)},
             "approved": decisions.get(APPROVED, 0),
@@ -300,6 +332,32 @@ class Journal:
             "kind": "decision", "task": proposal.task, "task_id": proposal.task_id,
             "proposal": proposal.id, "decision": decision, "reason": reason, "by": by, **extra,
         })
+
+
+def _opt(value: object, *types: type) -> bool:
+    return value is None or isinstance(value, types)
+
+
+def well_formed(record: dict[str, Any]) -> bool:
+    """Whether a record of a known kind has the shape every reader relies on (a damaged or
+    hand-edited journal: `"proposal": 5`, `"patterns": 5`); unknown kinds pass unchecked."""
+    kind = record.get("kind")
+    if kind not in ("health", "proposal", "decision", "result", "mark"):
+        return True
+    if not (_opt(record.get("task"), str) and _opt(record.get("task_id"), str)):
+        return False
+    if kind == "health":
+        return (isinstance(record.get("to"), str) and _opt(record.get("from"), str)
+                and _opt(record.get("reasons"), list) and _opt(record.get("patterns"), list))
+    if kind == "proposal":
+        p = record.get("proposal")
+        return (isinstance(p, dict) and _opt(p.get("actions"), list)
+                and _opt(record.get("patterns"), list) and _opt(record.get("basis"), dict))
+    if kind == "decision":
+        return _opt(record.get("proposal"), str)
+    if kind == "result":
+        return _opt(record.get("proposal"), str) and _opt(record.get("results"), list)
+    return _opt(record.get("note"), str)  # mark
 
 
 def _proposal_id(record: dict) -> str | None:

@@ -22,11 +22,12 @@ from bgmon.recovery.proposal import (
     Mark,
     Proposal,
     Restart,
+    action_to_json,
     basis_of,
     new_id,
 )
 from bgmon.recovery.redact import redact
-from bgmon.recovery.validate import status_file, task_cwd
+from bgmon.recovery.validate import status_file, task_cwd, validate_actions
 
 _ERROR_FIELDS = ("error", "last_error", "failure", "reason", "exit_reason")
 _ERROR_EVENTS = {EventKind.ERROR, EventKind.API_ERROR, EventKind.TURN_ABORTED}
@@ -108,8 +109,15 @@ def _disk_note(cwd: str | None) -> str:
     return f" The filesystem holding {cwd} has {_size(usage.free)} free of {_size(usage.total)}."
 
 
+def _pid(snapshot: TaskSnapshot) -> int | None:
+    """The task's pid; None also for 0 and 1 (the kernel, init), which are never a task's
+    process whatever its status.json says: nothing to stop or signal."""
+    pid = snapshot.pid
+    return pid if pid is not None and pid > 1 else None
+
+
 def _alive(snapshot: TaskSnapshot) -> bool:
-    if snapshot.pid is None:
+    if _pid(snapshot) is None:
         return False
     return snapshot.proc is None or snapshot.proc.alive
 
@@ -119,8 +127,9 @@ def _children(snapshot: TaskSnapshot) -> int | None:
 
 
 def _kill(snapshot: TaskSnapshot) -> Kill:
-    assert snapshot.pid is not None
-    return Kill(pid=snapshot.pid, grace=DEFAULT_GRACE, children=_children(snapshot))
+    pid = _pid(snapshot)
+    assert pid is not None
+    return Kill(pid=pid, grace=DEFAULT_GRACE, children=_children(snapshot))
 
 
 def _restart(snapshot: TaskSnapshot, delay: float = 0.0) -> Restart | None:
@@ -131,7 +140,7 @@ def _restart(snapshot: TaskSnapshot, delay: float = 0.0) -> Restart | None:
     return Restart(
         argv=tuple(snapshot.command),
         cwd=cwd,
-        pid=snapshot.pid if alive else None,
+        pid=_pid(snapshot) if alive else None,
         grace=DEFAULT_GRACE,
         delay=delay,
         status_file=status_file(snapshot),
@@ -159,7 +168,11 @@ def propose(
     """A rule-based proposal. `restarts`: restarts bgmon already ran for this task recently (from
     the journal), which makes `restart_once` stop and `wait_restart` back off further."""
     matches = match(snapshot, catalogue)
-    diagnosis, confidence, actions = _plan(snapshot, matches, restarts)
+    diagnosis, confidence, planned = _plan(snapshot, matches, restarts)
+    actions, refused_now = _checked(planned, snapshot)
+    if refused_now:
+        why = "; ".join(str(r["reason"]) for r in refused_now)
+        diagnosis += f" Refused by validation, so not proposed: {why}."
     return Proposal(
         id=new_id(),
         task=snapshot.key,
@@ -169,11 +182,20 @@ def propose(
         degraded_reason=degraded_reason,
         diagnosis=diagnosis,
         confidence=confidence,
-        actions=tuple(actions),
-        refused=refused,
+        actions=actions,
+        refused=(*refused, *refused_now),
         patterns=tuple(m.pattern.name for m in matches),
         basis=basis_of(snapshot),
     )
+
+
+def _checked(
+    planned: list[Action], snapshot: TaskSnapshot
+) -> tuple[tuple[Action, ...], tuple[dict[str, Any], ...]]:
+    """The rules' actions through the same validation as a model's (`validate_actions`, against
+    the task): what a status.json made them say (a pid, a command) is checked the same way."""
+    raws = [{k: v for k, v in action_to_json(a).items() if k != "effect"} for a in planned]
+    return validate_actions(raws, snapshot)
 
 
 def _plan(

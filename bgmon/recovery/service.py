@@ -283,6 +283,13 @@ class RecoveryService:
             "proposal": proposal,
         })
 
+    def record_auto(self, task: str, task_id: str, outcome: str, reason: str) -> None:
+        """Journal what automatic recovery did instead of acting (`outcome`: "skipped")."""
+        self.journal.append({
+            "kind": "auto", "task": task, "task_id": task_id, "outcome": outcome,
+            "reason": redact(reason),
+        })
+
     def record_transition(self, snapshot: TaskSnapshot, previous: Badge | None) -> None:
         """Journal a badge change (the engine calls this), classified by failure pattern."""
         badge = snapshot.health.badge

@@ -30,6 +30,7 @@ from bgmon.recovery.proposal import (
     Run,
     Signal,
 )
+from bgmon.recovery.redact import has_marker
 
 # Programs that would turn an argv back into a shell command line.
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "fish", "csh", "tcsh", "busybox"})
@@ -70,8 +71,14 @@ def _pid(raw: dict, snapshot: TaskSnapshot | None, *, required: bool = True) -> 
         if required:
             raise InvalidAction("no pid: the task has no known process")
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 1:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidAction(f"pid must be a process id, not {value!r}")
+    if value <= 1 and snapshot is None:
+        # Reloading bgmon's own journal: keep the proposal (so approving it says why it cannot
+        # run, not that it is missing); the executor refuses pid ≤ 1 whatever the record says.
+        return value
+    if value <= 1:
+        raise InvalidAction(f"pid must be a process id, not {value!r} (init or the kernel)")
     if snapshot is not None:
         if snapshot.pid is None:
             raise InvalidAction(f"pid {value} is not this task's: the task has no known process")
@@ -146,8 +153,9 @@ def _run_cwd(raw: dict, snapshot: TaskSnapshot | None) -> str:
 
 
 def _alive(snapshot: TaskSnapshot | None) -> bool:
-    """Whether the snapshot says the task's process runs (unknown counts as running)."""
-    if snapshot is None or snapshot.pid is None:
+    """Whether the snapshot says the task's process runs (unknown counts as running). A pid
+    ≤ 1 (init, the kernel) is never a task's: no process."""
+    if snapshot is None or snapshot.pid is None or snapshot.pid <= 1:
         return False
     return snapshot.proc is None or snapshot.proc.alive
 
@@ -198,9 +206,21 @@ def validate_action(raw: object, snapshot: TaskSnapshot | None = None) -> Action
                     f"restart only runs the task's recorded command {list(argv)!r}, not {given!r}; "
                     "use `run` for another command"
                 )
+            if any("\0" in a for a in argv) or not argv[0]:
+                raise InvalidAction(
+                    f"the recorded command {list(argv)!r} has an empty program or a NUL byte"
+                )
+            if any(has_marker(a) for a in argv):
+                raise InvalidAction(
+                    "the recorded command had a secret in it, stored as [REDACTED…]: it cannot be "
+                    "restarted as recorded; start it again by hand (or with `bgmon run`)"
+                )
             cwd = task_cwd(snapshot)
             if cwd is None:
                 raise InvalidAction("the task has no working directory to restart in")
+            if not os.path.isabs(cwd):
+                # Relative to what? Not to wherever bgmon happens to run.
+                raise InvalidAction(f"the task's working directory {cwd!r} is not an absolute path")
             pid = _pid(raw, snapshot, required=False) if _alive(snapshot) else None
             sfile = status_file(snapshot)
             children = _children(snapshot, pid)
