@@ -52,7 +52,7 @@ def run_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> int
 
 def wrapper(tmp_path: Path, *args: str, **kw) -> subprocess.Popen:
     """`bgmon run ARGS` as a real process, as a user would start it."""
-    env = {**os.environ, "PYTHONPATH": str(Path(supervise.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(supervise.__file__).parents[2])}
     return subprocess.Popen([PY, "-m", "bgmon", "run", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
@@ -559,3 +559,42 @@ def test_add_parser_fits_the_cli_and_keeps_the_commands_own_options():
     assert args.cmd == "run" and args.config == "c.toml" and args.quiet is False
     assert args.run_name == "x" and args.run_stall == 300.0 and args.run_restart == "on-failure"
     assert args.run_argv[-4:] == ["rsync", "--name", "y", "-q"]
+
+
+# ---- secrets: the terminal gets everything, bgmon's files get no secret ------------------------
+
+PLANTED = "sk-ant-api03-PLANTEDkey0123456789abcdef"  # an Anthropic-style key in argv and output
+ENV_KEY = "plainvalue0123456789"  # ANTHROPIC_API_KEY's value: no known shape, scrubbed by value
+
+
+def test_no_secret_from_argv_or_output_reaches_the_task_files(tmp_path):
+    child = script(tmp_path, "leaky.py", """\
+        import os, sys
+        print("key is", sys.argv[1], "env", os.environ["ANTHROPIC_API_KEY"], flush=True)
+        print(f"ConnectionRefusedError: Connection refused using {sys.argv[1]}", file=sys.stderr)
+        sys.exit(1)
+        """)
+    env = {**os.environ, "ANTHROPIC_API_KEY": ENV_KEY,
+           "PYTHONPATH": str(Path(supervise.__file__).parents[2])}
+    proc = subprocess.Popen(
+        [PY, "-m", "bgmon", "run", "--name", "leaky", "--", PY, child, PLANTED, f"--{ENV_KEY}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 1, err
+    # Passed through to the terminal as the command wrote it.
+    assert out.count(f"key is {PLANTED} env {ENV_KEY}".encode()) == 4  # 1 run + 3 restarts
+    assert PLANTED.encode() in err
+    task = tmp_path / ".worktrees" / "leaky"
+    written = [task / "status.json", task / "logs" / "events.jsonl",
+               tmp_path / ".agents" / "logs" / "background_monitoring.jsonl"]
+    for path in written:
+        data = path.read_bytes()
+        assert PLANTED.encode() not in data and ENV_KEY.encode() not in data, path
+        assert b"[REDACTED" in data, path
+    doc = status(task)
+    assert doc["command"][:2] == [PY, child] and "[REDACTED" in doc["command"][2]
+    assert "[REDACTED" in doc["command"][3] and doc["status"] == "failed"
+    assert "Connection refused using [REDACTED" in doc["error"]
+    evs = events(task)
+    assert any(ev.get("text", "").startswith("key is [REDACTED") for ev in evs)
+    assert any("started" in ev.get("text", "") and "[REDACTED" in ev["text"] for ev in evs)

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable
 
 MARK = "[REDACTED]"
+MARK_PREFIX = "[REDACTED"  # what every marker starts with: MARK and "[REDACTED:<kind>]"
 
 # Names of environment variables whose values are scrubbed wherever they appear.
 SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
@@ -102,6 +103,24 @@ _CONTEXT: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# Lowercase pieces at least one of which every pattern above needs to match (ASCII text only):
+# text with none of them has nothing to redact, and skipping the regexes keeps `bgmon run` fast
+# on chatty output. Keep in step with _TOKENS, _CONTEXT and _SECRET_WORD.
+_HINTS = (
+    "private key", "sk-", "github_pat_", "gho_", "ghp_", "ghu_", "ghs_", "ghr_", "glpat-", "xox",
+    "aiza", "akia", "asia", "agpa", "aida", "aroa", "anpa", "anva", "aipa", "npm_", "eyj",
+    "authorization", "bearer", "passw", "passphrase", "secret", "token", "apikey", "api_key",
+    "api-key", "access", "private", "credential", "session", "cookie", "://",
+)
+
+
+def _maybe_secret(text: str) -> bool:
+    if not text.isascii():  # case-insensitive matching beyond ASCII: let the patterns decide
+        return True
+    low = text.lower()
+    return any(h in low for h in _HINTS)
+
+
 def redact(text: str, extra: Iterable[str] = ()) -> str:
     """`text` with every secret bgmon recognises replaced by a [REDACTED…] marker."""
     if not text:
@@ -109,11 +128,18 @@ def redact(text: str, extra: Iterable[str] = ()) -> str:
     for value in [*known_secrets(), *(e for e in extra if e and len(e) >= _MIN_EXACT)]:
         if value in text:
             text = text.replace(value, MARK)
+    if not _maybe_secret(text):
+        return text
     for pattern, mark in _TOKENS:
         text = pattern.sub(mark, text)
     for pattern, repl in _CONTEXT:
         text = pattern.sub(repl, text)
     return text
+
+
+def has_marker(text: str) -> bool:
+    """Whether `text` holds a redaction marker (a value bgmon stored redacted)."""
+    return MARK_PREFIX in text
 
 
 def redact_obj(value: object, extra: Iterable[str] = ()) -> object:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bgmon.recovery.journal import Journal
+from bgmon.recovery.redact import redact_obj
 
 BY = "bgmon run"
 
@@ -83,7 +84,8 @@ class RestartJournal:
 
     def _write(self, record: dict[str, Any]) -> None:
         try:
-            self.journal.append({"kind": record.pop("kind"), "task": self.task,
-                                 "task_id": self.task_id, **record})
+            # The argv (in `effect`) and a start error may hold secrets: redacted like the log.
+            self.journal.append(redact_obj({"kind": record.pop("kind"), "task": self.task,
+                                            "task_id": self.task_id, **record}))
         except (OSError, ValueError, TypeError):
             self.errors += 1

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from bgmon.recovery.patterns import Catalogue, Pattern
+from bgmon.recovery.redact import redact_obj
 from bgmon.supervise.status import iso_ms
 
 TEXT_CAP = 4096  # bytes of one output line kept in the log; the terminal still gets all of it
@@ -157,7 +158,8 @@ def line_event(
 
 class EventLog:
     """Append-only JSONL: one os.write() per line on an O_APPEND descriptor, so a reader never
-    sees two lines interleaved and a torn tail is at most the last line."""
+    sees two lines interleaved and a torn tail is at most the last line. Every string in a line
+    is redacted (`bgmon.recovery.redact`)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +168,9 @@ class EventLog:
         self._lock = threading.Lock()
 
     def write(self, type_: str, **fields: object) -> None:
-        data = orjson.dumps({"ts": iso_ms(time.time()), "type": type_, **fields},
+        # The command's output and argv may hold secrets (an env dump, a key in an argument):
+        # what is logged is redacted, as everything bgmon writes; the terminal gets it as is.
+        data = orjson.dumps({"ts": iso_ms(time.time()), "type": type_, **redact_obj(fields)},
                             option=orjson.OPT_APPEND_NEWLINE)
         with self._lock:
             if self._fd < 0:

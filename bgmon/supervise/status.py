@@ -11,6 +11,8 @@ from pathlib import Path
 
 import orjson
 
+from bgmon.recovery.redact import redact_obj
+
 # Progress may change many times a second; status.json follows at most this often (the event
 # log has every change, the heartbeat and the final write catch up).
 LAZY_INTERVAL = 1.0
@@ -18,7 +20,8 @@ LAZY_INTERVAL = 1.0
 
 class StatusFile:
     """The task's status.json. Every write is a temporary file in the same directory, fsync'd,
-    then os.replace'd, so a reader sees the old or the new document, never half of one."""
+    then os.replace'd, so a reader sees the old or the new document, never half of one. What is
+    written is redacted (`bgmon.recovery.redact`): no secret from the argv or the output."""
 
     def __init__(self, path: Path, fields: dict, heartbeat: float,
                  clock: Callable[[], float] = time.time) -> None:
@@ -58,7 +61,10 @@ class StatusFile:
         now = self._clock()
         self.data["updatedAt"] = iso_ms(now)
         self.data["readyUntil"] = iso_ms(now + 2 * self.heartbeat)
-        blob = orjson.dumps(self.data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+        # Redacted as it is written (the argv in `command`, an output line quoted in `error`);
+        # `data` keeps the real values.
+        blob = orjson.dumps(redact_obj(self.data),
+                            option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             os.write(fd, blob)
