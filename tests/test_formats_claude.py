@@ -6,7 +6,6 @@ expected numbers come from a small independent scan of the raw JSON, never from 
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import Counter
 from pathlib import Path
@@ -20,6 +19,7 @@ from bgmon.formats import canonical_input, sniff
 from bgmon.formats.claude import parse
 from bgmon.model import EventKind as K
 from bgmon.timefmt import parse_time
+from tests.jsonfuzz import json_lines, json_values, mutated
 
 TS = "2026-02-12T16:02:25.227Z"
 CWD = "/home/u/projects/app"
@@ -412,17 +412,8 @@ _WORDS = [
     "<task-notification><task-id>x</task-id><status>failed</status>", "<command-message>",
     "<task-notification>", TS, "\n\n",
 ]
-_scalars = (
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-    | st.sampled_from(_WORDS)
-)
-_values = st.recursive(
-    _scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), inner, max_size=6),
-    max_leaves=30,
-)
-_lines = st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), _values, max_size=10)
+_values = json_values(_KEYS, _WORDS)
+_lines = json_lines(_KEYS, _values, max_size=10)
 _typed = st.builds(
     lambda d, t: {**d, "type": t},
     _lines,
@@ -467,30 +458,11 @@ def _examples() -> list[dict]:
     ]
 
 
-def _slots(node, out):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out.append((node, key))
-            _slots(value, out)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            out.append((node, i))
-            _slots(value, out)
-    return out
-
-
-@st.composite
-def _mutated(draw):
-    """A valid line with one to four of its values (at any depth) replaced by junk."""
-    obj = copy.deepcopy(draw(st.sampled_from(_examples())))
-    for _ in range(draw(st.integers(1, 4))):
-        container, key = draw(st.sampled_from(_slots(obj, [])))
-        container[key] = draw(_values)
-    return obj
+_mutated = mutated(lambda: _examples(), _values, most=4)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(_lines, _typed, _shaped, _mutated()))
+@given(st.one_of(_lines, _typed, _shaped, _mutated))
 def test_parse_never_raises(obj):
     events = parse(obj)
     assert events is None or isinstance(events, list)

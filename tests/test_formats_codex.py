@@ -5,7 +5,6 @@ The corpus tests read ../shared/corpus next to the repository and skip cleanly w
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import Counter
 from pathlib import Path
@@ -19,6 +18,7 @@ from bgmon.formats import canonical_input, sniff
 from bgmon.formats.codex import parse
 from bgmon.model import EventKind as K
 from bgmon.timefmt import parse_time
+from tests.jsonfuzz import json_lines, json_values, mutated
 
 TS = "2026-03-13T02:44:07.241Z"
 
@@ -278,14 +278,8 @@ _WORDS = [
     "completed", "Exit code: 3\nOutput:\n", "Process exited with code 1", "Process running with session ID 7",
     '{"output": "x", "metadata": {"exit_code": 1}}', '{"plan": [{"step": "a", "status": "in_progress"}]}', TS,
 ]
-_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.sampled_from(_WORDS)
-_values = st.recursive(
-    _scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), inner, max_size=6),
-    max_leaves=30,
-)
-_lines = st.dictionaries(st.sampled_from(_KEYS) | st.text(max_size=6), _values, max_size=6)
+_values = json_values(_KEYS, _WORDS)
+_lines = json_lines(_KEYS, _values, max_size=6)
 _enveloped = st.builds(
     lambda t, p, ts: {"type": t, "payload": p, "timestamp": ts},
     st.sampled_from(["session_meta", "response_item", "event_msg", "turn_context", "compacted"]) | _values,
@@ -313,29 +307,11 @@ def _examples() -> list[dict]:
     ]
 
 
-def _slots(node, out):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out.append((node, key))
-            _slots(value, out)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            out.append((node, i))
-            _slots(value, out)
-    return out
-
-
-@st.composite
-def _mutated(draw):
-    obj = copy.deepcopy(draw(st.sampled_from(_examples())))
-    for _ in range(draw(st.integers(1, 3))):
-        container, key = draw(st.sampled_from(_slots(obj, [])))
-        container[key] = draw(_values)
-    return obj
+_mutated = mutated(lambda: _examples(), _values, most=3)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(_lines, _enveloped, _mutated()))
+@given(st.one_of(_lines, _enveloped, _mutated))
 def test_parse_never_raises(obj):
     events = parse(obj)
     assert events is None or isinstance(events, list)
