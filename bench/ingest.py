@@ -80,7 +80,7 @@ def bgmon_pass(path: Path, stage: str) -> int:
 
 
 def engine_pass(path: Path) -> int:
-    """What the engine does with new bytes, through its own code: `Monitor._drain` (reader →
+    """What the engine does with new bytes, through its own code: `TaskStore.drain` (reader →
     adapter → `Activity.apply`) until the reader has caught up."""
     monitor = Monitor(Config(claude=False, codex=False, worktrees=False, git=False))
     spec = TaskSpec(key="claude:bench", source="claude", id="bench", name="bench", path=str(path),
@@ -89,7 +89,7 @@ def engine_pass(path: Path) -> int:
     feed = LogFeed(reader=_reader(path), fmt="claude")
     record.feeds[str(path)] = feed
     while True:
-        monitor._drain(record, feed)
+        monitor.store.drain(record, feed)
         if not feed.reader.behind:
             break
     assert record.activity.events_seen > 0

@@ -4,6 +4,9 @@ Exit codes live here and nowhere else:
   0  nothing is struggling, stuck or failed (or the command succeeded)
   1  something is struggling, stuck or failed (--once); an action or command failed
   2  usage or configuration error (the message says what to fix)
+  124  `bgmon run`: the command was stopped because it stalled (like timeout(1))
+  128+N  stopped by signal N (130: Ctrl-C)
+`bgmon run` otherwise exits with its command's own status.
 """
 
 from __future__ import annotations
@@ -18,7 +21,18 @@ from bgmon import __version__
 from bgmon.config import Config, ConfigError, load_config, validate
 from bgmon.timefmt import parse_duration
 
-EXIT_OK, EXIT_FAULTS, EXIT_USAGE = 0, 1, 2
+EXIT_OK = 0
+EXIT_FAULTS = 1  # --once: a task is struggling, stuck or failed
+EXIT_FAILED = 1  # a command, or an action it ran, failed
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 124
+EXIT_INTERRUPTED = 130
+
+
+def exit_for_signal(signum: int) -> int:
+    """The status a shell reports for a process stopped by signal `signum`."""
+    return 128 + signum
+
 
 SUBCOMMANDS = ("demo", "run", "propose", "approve", "reject", "history", "report")
 
@@ -200,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bgmon: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `bgmon --once | head`: the reader left; that is not an error.
         try:

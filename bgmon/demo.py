@@ -42,6 +42,7 @@ from pathlib import Path
 
 import psutil
 
+from bgmon.cli import EXIT_FAULTS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_for_signal
 from bgmon.config import Config, ConfigError, load_config
 from bgmon.demo_agent import LOG_NAME, MARKER, iso_ms, pid_alive, read_owner, write_json_atomic
 
@@ -341,7 +342,7 @@ def _once(handle: DemoHandle, config: Config, as_json: bool) -> int:
     else:
         text.render(ordered, monitor.warnings(), monitor.found.looked, sys.stdout)
         sys.stdout.flush()
-    return 1 if has_faults(ordered) else 0
+    return EXIT_FAULTS if has_faults(ordered) else EXIT_OK
 
 
 def _follow_text(handle: DemoHandle, config: Config) -> int:
@@ -368,7 +369,7 @@ def _follow_text(handle: DemoHandle, config: Config) -> int:
             sys.stdout.flush()
             _sleep(1.0)
     except KeyboardInterrupt:
-        return 0
+        return EXIT_OK
 
 
 def _run(args: argparse.Namespace, speed: float, tui: bool) -> int:
@@ -433,11 +434,11 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, speed, tui)
     except DemoError as exc:
         print(f"bgmon demo: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except _Terminated as exc:
-        return 128 + exc.signum
+        return exit_for_signal(exc.signum)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]

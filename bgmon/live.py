@@ -20,6 +20,7 @@ from typing import Protocol
 
 from watchfiles import awatch
 
+from bgmon.cli import EXIT_OK
 from bgmon.config import Config
 from bgmon.engine import Change, Monitor
 from bgmon.recovery.auto import AutoRecovery
@@ -223,4 +224,4 @@ def follow(config: Config) -> int:
         asyncio.run(main())
     except BrokenPipeError:
         pass
-    return 0
+    return EXIT_OK

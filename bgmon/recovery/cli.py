@@ -15,12 +15,11 @@ from typing import Any, TextIO
 
 import orjson
 
+from bgmon.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bgmon.model import TaskSnapshot
 from bgmon.recovery.journal import PENDING, Journal, JournalUnreadable
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import NOT_FOUND, Outcome, RecoveryService
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 FindTask = Callable[[str], "TaskSnapshot | None"]
 COMMANDS = ("propose", "approve", "reject", "history", "report")

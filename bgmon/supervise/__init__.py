@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 
+from bgmon.cli import EXIT_USAGE
 from bgmon.recovery.patterns import CatalogueError, load_catalogue
 from bgmon.supervise.journal import RestartJournal
 from bgmon.supervise.output import DEFAULT_PROGRESS, EventLog, compile_progress
@@ -24,7 +25,6 @@ from bgmon.supervise.run import RunConfig, Supervisor
 from bgmon.supervise.status import StatusFile, iso_ms, pid_alive, task_paths
 from bgmon.timefmt import parse_duration
 
-EXIT_USAGE = 2
 LOG_REL = "logs/events.jsonl"
 # For `python script.py` the script says more about the task than the interpreter does.
 _INTERPRETER = re.compile(r"^(python[\d.]*|pypy[\d.]*|node|deno|bun|bash|sh|zsh|ruby|perl)$")

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bgmon.cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, exit_for_signal
 from bgmon.model import clip
 from bgmon.recovery.patterns import Catalogue, Pattern
 from bgmon.supervise.journal import RestartJournal
@@ -30,8 +31,6 @@ from bgmon.supervise.proc import (
 )
 from bgmon.supervise.status import Heartbeat, StatusFile, fsync_dir, iso_ms
 
-EXIT_TIMEOUT = 124  # like timeout(1): the command was stopped because it stalled
-EXIT_CANNOT_START = 1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TRANSIENT_PROGRESS_EVERY = 1.0  # s between progress events taken from `\r` progress bars
 
@@ -99,7 +98,7 @@ class Supervisor:
             # honestly, so stop the command rather than leave it running unrecorded.
             self._crash(exc)
             print(f"bgmon run: stopped: cannot write the task's files: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         except BaseException as exc:
             self._crash(exc)
             raise
@@ -112,16 +111,16 @@ class Supervisor:
     def _loop(self) -> int:
         while self.stop_signal is None:
             if not self._start():
-                return EXIT_CANNOT_START
+                return EXIT_FAILED
             outcome = self._watch()
             delay = self._after(outcome)
             if isinstance(delay, Exit):
                 return delay.code
             if not self._wait_restart(delay):
-                return 128 + (self.stop_signal or signal.SIGTERM)
+                return exit_for_signal(self.stop_signal or signal.SIGTERM)
             self._restarts += 1
         self._final("cancelled", f"{signame(self.stop_signal)} sent to bgmon run")
-        return 128 + (self.stop_signal or signal.SIGTERM)
+        return exit_for_signal(self.stop_signal or signal.SIGTERM)
 
     # ---- start ---------------------------------------------------------------------------
 
@@ -289,7 +288,7 @@ class Supervisor:
     def _give_up(self, outcome: Outcome, kind: str, text: str, decision: GiveUp) -> int:
         if kind == CLEAN_EXIT:
             self._final("completed", None)
-            return 0
+            return EXIT_OK
         if outcome.stalled:
             self._final("timeout", f"{text}; {decision.reason}")
             return EXIT_TIMEOUT

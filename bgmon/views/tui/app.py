@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, Tree
 from textual.worker import Worker, WorkerState
 
+from bgmon.cli import EXIT_OK
 from bgmon.config import Config
 from bgmon.engine import Change, Monitor
 from bgmon.live import LiveEngine
@@ -413,4 +414,4 @@ class BgmonApp(App[int]):
 
 def run_tui(config: Config) -> int:
     BgmonApp(config).run()
-    return 0
+    return EXIT_OK

@@ -1,0 +1,160 @@
+"""The evaluator: records → verdicts → the changes a view must show.
+
+Its caches, and the one rule that keeps them honest: a record's `obs` (what the rules look at)
+is rebuilt whenever the record is `dirty`; its `own` verdict is recomputed when `obs` was, or when
+the clock reaches `recheck_at` (the earliest time a time-based rule could say something else);
+the family (who nests under whom) is rebuilt when any `obs` was or the set of tasks changed; and
+a snapshot is rebuilt when the record was dirty or its shown verdict changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from bgmon.config import Thresholds
+from bgmon.engine import snapshot
+from bgmon.engine.family import Family, Member, RollUp, ancestors, families
+from bgmon.engine.store import TaskRecord
+from bgmon.health import Observation, assess, next_check
+from bgmon.model import Health, TaskSnapshot
+from bgmon.timefmt import parse_time
+
+REFRESH_TEXT = 15.0  # seconds between refreshes of an unchanged task's reason text
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One thing a view must show: a task added or removed, its badge changed, or its data."""
+
+    kind: str  # added | removed | health | updated
+    key: str
+    snapshot: TaskSnapshot | None = None
+    previous: Health | None = None
+
+
+def observe(record: TaskRecord) -> Observation:
+    """What the health rules may look at for one task (depends on its data, not on the time)."""
+    fields = record.fields
+    # Tasks with a status file say their status; transcripts are judged from their turns.
+    status = fields.get("status") if record.status is not None else None
+    if record.status is not None and not isinstance(status, str):
+        status = "unknown" if record.status and record.status.fields is None else str(status)
+    mtimes = [f.reader.mtime for f in record.feeds.values() if f.reader.mtime and f.reader.size]
+    return Observation(
+        source=record.spec.source,
+        status=status,
+        pid=record.pids[0],
+        proc=record.proc,
+        supervisor_pid=record.pids[1],
+        supervisor=record.supervisor,
+        created_at=parse_time(fields.get("timestamp")),
+        updated_at=parse_time(fields.get("updatedAt")),
+        ready_until=parse_time(fields.get("readyUntil")),
+        # A file listing many tasks changes when any of them does: not this task's life.
+        status_written_at=record.status.mtime if record.status and not record.spec.entry else None,
+        exit_code=fields.get("exitCode"),
+        error=str(fields["error"]) if fields.get("error") is not None else None,
+        last_append=max(mtimes) if mtimes else None,
+        last_cpu=record.last_cpu,
+        agent_alive=record.agent_alive,
+        activity=record.activity.summary(),
+    )
+
+
+def member(record: TaskRecord) -> Member:
+    ref = record.fields.get("parent")
+    return Member(
+        group=record.spec.group,
+        id=snapshot.task_id(record),
+        parent=record.spec.parent,
+        parent_ref=ref if isinstance(ref, str) and ref else None,
+    )
+
+
+def _same_verdict(a: Health, b: Health) -> bool:
+    return a.badge == b.badge and [r.rule for r in a.reasons] == [r.rule for r in b.reasons]
+
+
+class Evaluator:
+    def __init__(self) -> None:
+        self._family: Family | None = None
+        self._last_keys: set[str] = set()
+
+    def evaluate(self, tasks: dict[str, TaskRecord], now: float, th: Thresholds,
+                 notes: Mapping[str, str]) -> list[Change]:
+        """Assess every task that needs it, roll up, and report changes."""
+        reshaped = self._family is None or tasks.keys() != self._last_keys
+        assessed, observed = self._assess(tasks, now, th)
+        reshaped |= observed
+        if not assessed and not reshaped:
+            return []
+        if reshaped or self._family is None:
+            # Who nests under whom depends on the data only: rebuilt when some task's data
+            # changed or the set of tasks did, not on every tick.
+            self._family = self._families(tasks)
+        family = self._family
+        rolled = RollUp(lambda k: tasks[k].own, lambda k: tasks[k].spec.name, family.children)
+        # Only the re-assessed tasks and their ancestors (whose roll-up may change).
+        todo: Iterable[str] = tasks if reshaped else ancestors(assessed, family.parents)
+        changes: list[Change] = []
+        for key in todo:
+            change = self._update(tasks[key], rolled(key), family.parents.get(key), now, notes.get(key))
+            if change is not None:
+                changes.append(change)
+        changes += [Change("removed", key) for key in self._last_keys - tasks.keys()]
+        self._last_keys = set(tasks)
+        return changes
+
+    @staticmethod
+    def _assess(tasks: dict[str, TaskRecord], now: float, th: Thresholds) -> tuple[list[str], bool]:
+        """Re-judge the tasks that changed or whose time-based rules are due. Returns the keys
+        assessed and whether any task's data changed."""
+        assessed: list[str] = []
+        observed = False
+        for key, record in tasks.items():
+            if record.dirty or record.obs is None:
+                record.obs = observe(record)
+                observed = True
+            elif record.own is not None and now < record.recheck_at:
+                continue  # nothing new, and the clock cannot change the verdict yet
+            record.own = assess(record.obs, now, th)
+            record.recheck_at = next_check(record.obs, now, th, REFRESH_TEXT)
+            assessed.append(key)
+        return assessed, observed
+
+    @staticmethod
+    def _families(tasks: dict[str, TaskRecord]) -> Family:
+        family = families({key: member(record) for key, record in tasks.items()})
+        for key, note in family.cut.items():
+            record = tasks[key]
+            if record.cycle != note:
+                record.cycle, record.dirty = note, True
+        return family
+
+    @staticmethod
+    def _update(record: TaskRecord, health: Health, parent: str | None, now: float,
+                note: str | None) -> Change | None:
+        """Rebuild one task's snapshot if it changed; the change to announce, if any."""
+        previous = record.snapshot
+        if previous is not None and not record.dirty and _same_verdict(previous.health, health):
+            if now - record.built_at >= REFRESH_TEXT:
+                # Reasons quote ages ("no sign of life for 12m"): refresh their text now and
+                # then, without announcing it as a change (and without a copy when it reads the
+                # same: a copy of a snapshot costs more than assessing the task).
+                own = snapshot.own_health(record, health)
+                if previous.health != health or previous.own_health != own:
+                    record.snapshot = replace(previous, health=health, own_health=own)
+                record.built_at = now
+            return None
+        snap = snapshot.build(record, health, parent, note)
+        record.snapshot = snap
+        record.built_at = now
+        record.dirty = False
+        if previous is None:
+            return Change("added", record.spec.key, snap)
+        if previous.health.badge != health.badge:
+            return Change("health", record.spec.key, snap, previous.health)
+        if previous != snap:
+            return Change("updated", record.spec.key, snap, previous.health)
+        return None

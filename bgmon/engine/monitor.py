@@ -1,0 +1,175 @@
+"""The Monitor: one engine behind every view.
+
+It drives the parts: discovery and the `TaskStore` (readers and feeds), process looks, and the
+`Evaluator` (health, families, snapshots → changes). `--once`, `--follow --json` and the TUI all
+drive this class, so they classify identically; views only render the `TaskSnapshot`s and
+`Change`s it produces.
+
+Driving it: `sweep()` (discover + read everything that changed), `on_paths(paths)` (targeted
+reads after file events), `look_procs()` (psutil), then `evaluate()` (health → changes).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+
+from bgmon.config import Config
+from bgmon.engine.evaluate import Change, Evaluator
+from bgmon.engine.store import TaskRecord, TaskStore
+from bgmon.model import TaskSnapshot
+from bgmon.procs import ProcessTable
+from bgmon.sources.discover import Found, GitWorktrees, discover
+
+
+class Monitor:
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        procs: ProcessTable | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.procs = procs or ProcessTable()
+        self.store = TaskStore(config.reading)
+        self.tasks: dict[str, TaskRecord] = self.store.tasks  # the same dict, never rebound
+        self.found = Found()
+        self.notes: dict[str, str] = {}  # task key → bgmon's own mark (from recovery)
+        self.evaluator = Evaluator()
+        self._git = GitWorktrees() if config.git else None
+        self._agent_cwds: dict[str, list[int]] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Discover tasks (added/removed) and read whatever changed in every task's files."""
+        now = self.clock()
+        self.found = discover(self.config, now, self._git)
+        current = {spec.key: spec for spec in self.found.specs}
+        keep = tuple(self.found.keep)
+        for key in list(self.tasks):
+            if key not in current and not key.startswith(keep):
+                self.store.forget(key)
+        for key, spec in current.items():
+            record = self.tasks.get(key)
+            if record is None or record.spec != spec:
+                record = self.store.adopt(spec)
+            self._read(record)
+
+    def on_paths(self, paths: Iterable[str]) -> bool:
+        """Read the files named by file events. Returns True if an unknown path was seen
+        (a new task may exist: the caller should sweep)."""
+        unknown = False
+        touched: set[str] = set()
+        for path in paths:
+            key = self.store.by_file.get(path)
+            if key is None:
+                parent = os.path.dirname(path)
+                if not path.endswith((".jsonl", "status.json")) and parent not in self.found.watch:
+                    continue
+                unknown = True
+                continue
+            touched.add(key)
+        for key in touched:
+            record = self.tasks.get(key)
+            if record is not None:
+                self._read(record)
+        return unknown
+
+    def _read(self, record: TaskRecord) -> None:
+        """Read one task's files. Whatever its files do, the fault stays this task's warning:
+        one bad task must not stop the monitor or hide the others."""
+        try:
+            self._read_files(record)
+            record.fault = None
+        except (OSError, ValueError, TypeError) as exc:
+            record.fault = f"cannot read this task's files: {exc}"
+            record.dirty = True
+
+    def _read_files(self, record: TaskRecord) -> None:
+        self.store.read_files(record)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def look_procs(self) -> None:
+        """One psutil look at every recorded pid (and agent processes for transcripts)."""
+        now = self.clock()
+        match = self.config.match_agents
+        # Only tasks with a pid (or facts to clear, or a transcript to match) need a look: a
+        # thousand quiet tasks without processes cost nothing here.
+        involved = [
+            r for r in self.tasks.values()
+            if r.pids != (None, None) or r.proc is not None or r.supervisor is not None
+            or (match and r.spec.transcript)
+        ]
+        facts = self.procs.look({p for r in involved for p in r.pids if p})
+        wants_agents = match and any(r.spec.transcript for r in involved)
+        self._agent_cwds = self.procs.agent_cwds() if wants_agents else {}
+        for record in involved:
+            pid, sup_pid = record.pids
+            proc = facts.get(pid) if pid else None
+            sup = facts.get(sup_pid) if sup_pid else None
+            if proc != record.proc or sup != record.supervisor:
+                record.dirty = True
+            record.proc, record.supervisor = proc, sup
+            if proc is not None and proc.cpu_active:
+                record.last_cpu = now
+            if record.spec.transcript and match:
+                cwd = record.activity.cwd
+                alive = bool(cwd and cwd in self._agent_cwds)
+                if alive != record.agent_alive:
+                    record.dirty = True
+                record.agent_alive = alive
+
+    # -- health ----------------------------------------------------------------------------
+
+    def evaluate(self) -> list[Change]:
+        """Assess every task (time-based rules need `now`), roll up, and report changes."""
+        return self.evaluator.evaluate(self.tasks, self.clock(), self.config.thresholds, self.notes)
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def snapshots(self) -> list[TaskSnapshot]:
+        return [r.snapshot for r in self.tasks.values() if r.snapshot is not None]
+
+    def warnings(self) -> list[str]:
+        out = list(self.found.warnings)
+        for record in self.tasks.values():
+            if record.snapshot is not None:
+                out += [f"{record.snapshot.name} ({record.spec.key}): {w}" for w in record.snapshot.warnings]
+        return out
+
+    def set_notes(self, notes: dict[str, str]) -> None:
+        """bgmon's own marks on tasks (from the recovery journal); shown in every view."""
+        if notes == self.notes:
+            return
+        for key in self.notes.keys() | notes.keys():
+            if self.notes.get(key) != notes.get(key) and key in self.tasks:
+                self.tasks[key].dirty = True
+        self.notes = dict(notes)
+
+    def find(self, ref: str) -> TaskSnapshot | None:
+        """A task by key, id or name (as shown by `--once`)."""
+        snaps = self.snapshots()
+        for attr in ("key", "id", "name"):
+            matches = [s for s in snaps if getattr(s, attr) == ref]
+            if len(matches) == 1:
+                return matches[0]
+        return None
+
+    def watch_dirs(self) -> set[str]:
+        return set(self.found.watch) | self.store.watch_dirs()
+
+
+def collect(config: Config, clock: Callable[[], float] = time.time) -> Monitor:
+    """One full look, as `--once` does it: read, two CPU samples apart, evaluate."""
+    monitor = Monitor(config, clock=clock)
+    monitor.sweep()
+    monitor.look_procs()
+    if any(r.fields.get("pid") for r in monitor.tasks.values()) and config.cpu_sample > 0:
+        time.sleep(config.cpu_sample)
+        monitor.look_procs()
+    monitor.evaluate()
+    return monitor

@@ -1,0 +1,181 @@
+"""The task store: every task's readers and feeds, and what its files last said.
+
+One `TaskRecord` per task key. The store adopts tasks as discovery finds them, forgets those
+that vanished, and folds new lines into each task's `Activity`. It never judges health: it only
+marks a record `dirty` when something the evaluator reads has changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bgmon.activity import Activity
+from bgmon.config import Reading
+from bgmon.formats import Parser, opencode, parser_for, sniff
+from bgmon.health import Observation
+from bgmon.model import Health, ProcFacts, TaskSnapshot
+from bgmon.sources.discover import TaskSpec, worktree_logs
+from bgmon.sources.status import StatusReader
+from bgmon.sources.tail import TailReader
+
+_BIG = 1 << 53  # beyond this a "count" is junk (and JSON consumers lose precision)
+_PID_MAX = 1 << 22  # Linux's pid_max ceiling
+
+
+def as_int(value: object) -> int | None:
+    """An integer from a status field (int or digit string), or None for junk."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isdigit() and len(text) < 17 else None
+    if isinstance(value, int) and -_BIG < value < _BIG:
+        return value
+    return None
+
+
+def as_pid(value: object) -> int | None:
+    """A usable pid: init (1) and the kernel (0) are never a task's process."""
+    n = as_int(value)
+    return n if n is not None and 1 < n <= _PID_MAX else None
+
+
+@dataclass
+class LogFeed:
+    reader: TailReader
+    fmt: str
+    parser: Parser | None = None
+    unknown_types: int = 0
+
+
+@dataclass
+class TaskRecord:
+    # What the files and processes said (written by the store and the process look).
+    spec: TaskSpec
+    status: StatusReader | None = None
+    feeds: dict[str, LogFeed] = field(default_factory=dict)
+    activity: Activity = field(default_factory=Activity)
+    proc: ProcFacts | None = None
+    supervisor: ProcFacts | None = None
+    last_cpu: float | None = None
+    agent_alive: bool | None = None
+    pids: tuple[int | None, int | None] = (None, None)  # (pid, supervisorPid) from status.json
+    fault: str | None = None  # an unexpected error reading this task's files
+    # Set whenever any of the above changed; cleared by the evaluator once it has judged it.
+    dirty: bool = True
+    # The evaluator's caches (see evaluate.py): valid only while `dirty` is False.
+    obs: Observation | None = None
+    own: Health | None = None
+    snapshot: TaskSnapshot | None = None
+    built_at: float = 0.0
+    recheck_at: float = 0.0  # see health.next_check
+    cycle: str | None = None  # its `parent` link was cut to break a loop
+
+    @property
+    def fields(self) -> dict:
+        return (self.status.fields if self.status else None) or {}
+
+
+class TaskStore:
+    """Task key → record, and file path → task key (to route file events)."""
+
+    def __init__(self, reading: Reading) -> None:
+        self.reading = reading
+        self.tasks: dict[str, TaskRecord] = {}
+        self.by_file: dict[str, str] = {}  # status/log path → task key
+
+    def adopt(self, spec: TaskSpec) -> TaskRecord:
+        """The record for `spec`, keeping the readers of a task whose spec changed."""
+        old = self.tasks.get(spec.key)
+        record = TaskRecord(spec=spec)
+        if old is not None:
+            record.status, record.feeds, record.activity = old.status, old.feeds, old.activity
+            record.pids, record.last_cpu = old.pids, old.last_cpu
+        elif spec.status_file:
+            extract = opencode.extractor(spec.entry) if spec.entry else None
+            record.status = StatusReader(spec.status_file, extract=extract)
+        self.tasks[spec.key] = record
+        if spec.status_file:
+            self.by_file[spec.status_file] = spec.key
+        return record
+
+    def forget(self, key: str) -> None:
+        record = self.tasks.pop(key, None)
+        if record is None:
+            return
+        for path in (record.spec.status_file, *record.feeds):
+            if path:
+                self.by_file.pop(path, None)
+
+    def read_files(self, record: TaskRecord) -> None:
+        """Read whatever changed in one task's status file and logs."""
+        if record.status is not None and record.status.read():
+            record.dirty = True
+            fields = record.fields
+            record.pids = (as_pid(fields.get("pid")), as_pid(fields.get("supervisorPid")))
+        logs = record.spec.logs
+        if record.spec.source == "worktree":
+            logs = tuple(worktree_logs(record.spec.path, record.fields))
+        for path in logs:
+            feed = record.feeds.get(path)
+            if feed is None:
+                feed = self.open_feed(record, path)
+                continue
+            self.drain(record, feed)
+        for path in list(record.feeds):
+            if path not in logs:
+                del record.feeds[path]
+                self.by_file.pop(path, None)
+
+    def open_feed(self, record: TaskRecord, path: str) -> LogFeed:
+        reading = self.reading
+        reader = TailReader(path, line_cap=reading.line_cap, read_chunk=reading.read_chunk)
+        feed = LogFeed(reader=reader, fmt=record.spec.fmt)
+        record.feeds[path] = feed
+        self.by_file[path] = record.spec.key
+        if record.spec.fmt == "codex":
+            # The session's cwd is on the first line only; the back-scan may not reach it.
+            head = reader.head()
+            if head is not None:
+                self.feed(record, feed, [head])
+        lines = reader.prime(reading.startup_bytes, reading.startup_lines)
+        self.feed(record, feed, lines)
+        if reader.offset == 0 and reader.size:
+            self.drain(record, feed)  # a single partial line or a small file: read it now
+        record.dirty = True
+        return feed
+
+    def drain(self, record: TaskRecord, feed: LogFeed) -> None:
+        # Bounded: a burst larger than 64 chunks is finished on the next pass.
+        for _ in range(64):
+            # Lines are decoded one at a time as they are folded: no batch of decoded objects
+            # stays alive, which keeps the garbage collector out of big reads.
+            self.feed(record, feed, feed.reader.read_iter())
+            if not feed.reader.behind:
+                break
+
+    @staticmethod
+    def feed(record: TaskRecord, feed: LogFeed, lines: Iterable[dict]) -> None:
+        parse = feed.parser
+        apply = record.activity.apply
+        fed = False
+        for obj in lines:
+            fed = True
+            if parse is None:
+                fmt = feed.fmt if feed.fmt != "auto" else sniff(obj)
+                feed.fmt, feed.parser = fmt, parser_for(fmt)
+                parse = feed.parser
+            events = parse(obj)
+            if events is None:
+                feed.unknown_types += 1
+                continue
+            for ev in events:
+                apply(ev)
+        if fed:
+            record.dirty = True
+
+    def watch_dirs(self) -> set[str]:
+        """The directories of every file a task is read from."""
+        return {os.path.dirname(path) for path in self.by_file}
