@@ -82,7 +82,7 @@ def bgmon_pass(path: Path, stage: str) -> int:
 def engine_pass(path: Path) -> int:
     """What the engine does with new bytes, through its own code: `TaskStore.drain` (reader →
     adapter → `Activity.apply`) until the reader has caught up."""
-    monitor = Monitor(Config(claude=False, codex=False, worktrees=False, git=False))
+    monitor = Monitor(Config(sources=(), git=False))
     spec = TaskSpec(key="claude:bench", source="claude", id="bench", name="bench", path=str(path),
                     group="bench", logs=(str(path),), fmt="claude")
     record = TaskRecord(spec=spec)

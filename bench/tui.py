@@ -52,7 +52,7 @@ async def measure(root: Path, n: int, batches: int) -> dict:
     from bgmon.model import Badge, Health, Reason, TaskSnapshot
     from bgmon.views.tui.app import BgmonApp
 
-    config = Config(roots=(str(root),), claude=False, codex=False, git=False)
+    config = Config(roots=(str(root),), sources=("worktrees", "omo"), git=False)
     out: dict = {}
     t0 = time.perf_counter()
     app = BgmonApp(config)

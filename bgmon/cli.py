@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bgmon import __version__
+from bgmon.agents import REGISTRY
 from bgmon.config import Config, ConfigError, load_config, validate
 from bgmon.timefmt import parse_duration
 
@@ -76,13 +77,14 @@ def add_monitor_options(p: argparse.ArgumentParser) -> None:
     """Options that choose what to watch; shared by the monitor and the recovery commands."""
     g = p.add_argument_group("what to watch")
     g.add_argument("--since", type=_duration, help="transcripts active within this window (default 24h)")
-    g.add_argument("--no-claude", action="store_true", help="skip Claude Code transcripts")
-    g.add_argument("--no-codex", action="store_true", help="skip Codex CLI rollouts")
-    g.add_argument("--no-worktrees", action="store_true", help="skip ROOT/.worktrees/*/status.json")
-    g.add_argument("--no-opencode", action="store_true", help="skip ROOT/.opencode/background-tasks.json")
+    for agent in REGISTRY:  # --no-NAME and --NAME-dir for every agent bgmon knows
+        g.add_argument(f"--no-{agent.name}", action="store_true", dest=f"no_agent_{agent.name}",
+                       help=f"skip {agent.label}")
     g.add_argument("--no-git", action="store_true", help="do not ask git for worktrees")
-    g.add_argument("--claude-dir", help="Claude config dir (default $CLAUDE_CONFIG_DIR or ~/.claude)")
-    g.add_argument("--codex-dir", help="Codex home (default $CODEX_HOME or ~/.codex)")
+    for agent in REGISTRY:
+        if agent.home is not None:
+            g.add_argument(f"--{agent.name}-dir", dest=f"agent_dir_{agent.name}", metavar="DIR",
+                           help=f"{agent.label}: home folder (default {agent.home_help})")
     g.add_argument("--stuck-after", type=_duration, help="no sign of life for this long → stuck (default 10m)")
     g.add_argument("--config", type=Path, help="TOML config (default $XDG_CONFIG_HOME/bgmon/config.toml)")
 
@@ -120,15 +122,13 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
         changes["roots"] = tuple(roots)
     if args.since is not None:
         changes["since"] = args.since
-    for flag, name in (("no_claude", "claude"), ("no_codex", "codex"),
-                       ("no_worktrees", "worktrees"), ("no_git", "git"),
-                       ("no_opencode", "opencode")):
-        if getattr(args, flag, False):
-            changes[name] = False
-    if args.claude_dir:
-        changes["claude_dir"] = args.claude_dir
-    if args.codex_dir:
-        changes["codex_dir"] = args.codex_dir
+    if getattr(args, "no_git", False):
+        changes["git"] = False
+    for agent in REGISTRY:
+        if getattr(args, f"no_agent_{agent.name}", False):
+            config = config.switched(agent.name, False)
+        if getattr(args, f"agent_dir_{agent.name}", None):
+            config = config.with_home(agent.name, getattr(args, f"agent_dir_{agent.name}"))
     if os.environ.get("BGMON_MODEL"):
         changes["model"] = os.environ["BGMON_MODEL"]
     if getattr(args, "model", None):

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bgmon.agents import REGISTRY, by_name
 from bgmon.timefmt import parse_duration
 
 
@@ -44,13 +45,11 @@ class Reading:
 class Config:
     roots: tuple[str, ...] = (".",)
     since: float = 86400.0  # transcripts active within this window
-    claude: bool = True
-    codex: bool = True
-    worktrees: bool = True
-    opencode: bool = True  # ROOT/.opencode/background-tasks.json (oh-my-opencode)
+    # The agents to read, by name (bgmon.agents.REGISTRY); None: every one. The file and the
+    # flags set them one agent at a time (`claude = false`, --no-claude).
+    sources: tuple[str, ...] | None = None
+    dirs: tuple[tuple[str, str], ...] = ()  # (agent, its home folder) instead of the default
     git: bool = True  # also ask `git worktree list` for worktrees of each root
-    claude_dir: str | None = None  # default: $CLAUDE_CONFIG_DIR or ~/.claude
-    codex_dir: str | None = None  # default: $CODEX_HOME or ~/.codex
     match_agents: bool = True  # look for claude/codex processes by working directory
     # Seconds between safety sweeps in the live view, at least. While every directory is
     # watched the sweep is only a safety net and stretches (up to 60 s) to stay under 0.2% of a
@@ -68,15 +67,22 @@ class Config:
     thresholds: Thresholds = field(default_factory=Thresholds)
     reading: Reading = field(default_factory=Reading)
 
-    @property
-    def claude_home(self) -> Path:
-        base = self.claude_dir or os.environ.get("CLAUDE_CONFIG_DIR") or "~/.claude"
-        return Path(base).expanduser()
+    def enabled(self, agent: str) -> bool:
+        return self.sources is None or agent in self.sources
 
-    @property
-    def codex_home(self) -> Path:
-        base = self.codex_dir or os.environ.get("CODEX_HOME") or "~/.codex"
-        return Path(base).expanduser()
+    def home(self, agent: str) -> Path | None:
+        """The agent's home folder: its `NAME_dir`, else its variable, else its default."""
+        found = by_name(agent)
+        return found.home_dir(dict(self.dirs).get(agent)) if found else None
+
+    def switched(self, agent: str, on: bool) -> Config:
+        names = [a.name for a in REGISTRY if self.enabled(a.name) and (a.name != agent or on)]
+        if on and agent not in names:
+            names.append(agent)
+        return replace(self, sources=tuple(names))
+
+    def with_home(self, agent: str, path: str) -> Config:
+        return replace(self, dirs=(*(d for d in self.dirs if d[0] != agent), (agent, path)))
 
     def journal_path(self) -> Path:
         path = Path(self.journal).expanduser()
@@ -84,9 +90,13 @@ class Config:
 
     def to_toml(self) -> str:
         """The effective configuration in the same TOML shape the file takes."""
-        top = {k: v for k, v in asdict(self).items() if k not in ("thresholds", "reading")}
+        top = {k: v for k, v in asdict(self).items() if k not in _NOT_KEYS}
         lines = ["[monitor]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in top.items() if v is not None]
+        for agent in REGISTRY:
+            lines.append(f"{agent.name} = {_toml_value(self.enabled(agent.name))}")
+            if agent.home is not None:
+                lines.append(f"{agent.name}_dir = {_toml_value(str(self.home(agent.name)))}")
         lines.append("\n[health]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(self.thresholds).items()]
         lines.append("\n[reading]")
@@ -177,7 +187,7 @@ def validate(config: Config) -> Config:
     for section, obj in (("monitor", config), ("health", config.thresholds),
                          ("reading", config.reading)):
         for f in fields(obj):
-            if f.name in ("thresholds", "reading"):
+            if f.name in _NOT_KEYS:
                 continue
             problem = _range_problem(f.name, getattr(obj, f.name))
             if problem:
@@ -186,12 +196,34 @@ def validate(config: Config) -> Config:
     return config
 
 
+# Config fields that are not `[monitor]` keys of their own.
+_NOT_KEYS = ("thresholds", "reading", "sources", "dirs")
+
+
+def _agent_keys(config: Config, table: dict, where: str) -> tuple[Config, dict]:
+    """`NAME = false` and `NAME_dir = "…"` for every registered agent; the other keys returned."""
+    rest = {}
+    for key, value in table.items():
+        agent = by_name(key.removesuffix("_dir"))
+        if agent is None or (key.endswith("_dir") and agent.home is None):
+            rest[key] = value
+        elif key.endswith("_dir"):
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{where}: {key} must be a folder path, not {value!r}")
+            config = config.with_home(agent.name, value)
+        else:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {key} must be true or false, not {value!r}")
+            config = config.switched(agent.name, value)
+    return config, rest
+
+
 def _apply(obj: Any, table: dict, where: str) -> tuple[Any, list[str]]:
     known = {f.name for f in fields(obj)}
     changes: dict[str, Any] = {}
     unknown = []
     for key, value in table.items():
-        if key not in known or key in ("thresholds", "reading"):
+        if key not in known or key in _NOT_KEYS:
             unknown.append(f"{where}.{key}")
             continue
         changes[key] = _checked(where, key, value, getattr(obj, key))
@@ -228,7 +260,8 @@ def load_config(path: Path | None, explicit: bool = False) -> tuple[Config, list
             raise ConfigError(f"{path}: [{section}] must be a table (a [{section}] section), "
                               f"not {section} = {table!r}")
         tables[section] = table
-    config, unknown = _apply(config, tables["monitor"], f"{path} [monitor]")
+    config, monitor = _agent_keys(config, tables["monitor"], f"{path} [monitor]")
+    config, unknown = _apply(config, monitor, f"{path} [monitor]")
     warnings += [f"unknown key {k} ignored" for k in unknown]
     thresholds, unknown = _apply(config.thresholds, tables["health"], f"{path} [health]")
     warnings += [f"unknown key {k} ignored" for k in unknown]

@@ -122,10 +122,8 @@ class DemoHandle:
         return replace(
             base,
             roots=(str(self.root),),
-            claude=False,
-            codex=False,
+            sources=("worktrees",),
             git=False,
-            worktrees=True,
             proc_interval=min(base.proc_interval, self.stuck_after / 4),
             thresholds=replace(base.thresholds, stuck_after=self.stuck_after),
         )

@@ -15,7 +15,8 @@ import psutil
 
 from bgmon.model import ProcFacts
 
-AGENT_NAMES = frozenset({"claude", "codex"})
+# Agents started as a script of an interpreter show as `node …/gemini`: the script names them.
+INTERPRETERS = frozenset({"node", "bun", "deno", "python", "python3"})
 
 
 class ProcessTable:
@@ -35,13 +36,18 @@ class ProcessTable:
         return facts
 
     def agent_cwds(self) -> dict[str, list[int]]:
-        """Working directory → pids of running claude/codex processes (best effort)."""
+        """Working directory → pids of running agent processes (best effort)."""
+        from bgmon.agents import PROCESS_NAMES
+
         out: dict[str, list[int]] = defaultdict(list)
         for proc in psutil.process_iter(["name", "cmdline"]):
             try:
                 name = (proc.info.get("name") or "").lower()
-                argv0 = os.path.basename((proc.info.get("cmdline") or [""])[0]).lower()
-                if name in AGENT_NAMES or argv0 in AGENT_NAMES:
+                argv = proc.info.get("cmdline") or [""]
+                argv0 = os.path.basename(argv[0]).lower()
+                if argv0 in INTERPRETERS and len(argv) > 1:
+                    argv0 = os.path.basename(argv[1]).lower()
+                if name in PROCESS_NAMES or argv0 in PROCESS_NAMES:
                     out[proc.cwd()].append(proc.pid)
             except (psutil.Error, OSError, IndexError):
                 continue

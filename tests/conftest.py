@@ -60,8 +60,7 @@ class Workspace:
 
     def config(self, **kw) -> Config:
         kw.setdefault("roots", (str(self.root),))
-        kw.setdefault("claude", False)
-        kw.setdefault("codex", False)
+        kw.setdefault("sources", ("worktrees", "omo"))
         kw.setdefault("git", False)
         kw.setdefault("cpu_sample", 0.05)
         return Config(**kw)

@@ -16,9 +16,11 @@ pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus is
 EVERYTHING = 100 * 365 * 86400.0  # --since: the corpus is older than a day
 
 
-def corpus_config(**kw) -> Config:
+def corpus_config(homes: dict[str, str], **kw) -> Config:
+    """The corpus's roots and the agents' homes given (only those agents are read)."""
     kw.setdefault("roots", (str(CORPUS),))
-    kw.setdefault("worktrees", False)
+    kw.setdefault("sources", (*homes, "omo"))
+    kw.setdefault("dirs", tuple(homes.items()))
     kw.setdefault("git", False)
     kw.setdefault("since", EVERYTHING)
     kw.setdefault("match_agents", False)
@@ -36,7 +38,7 @@ def spotter_home(tmp_path):
 
 def test_cchistory_claude_and_codex_homes(tmp_path):
     home = CORPUS / "cchistory" / "mock_data"
-    monitor = collect(corpus_config(claude_dir=str(home / ".claude"), codex_dir=str(home / ".codex")))
+    monitor = collect(corpus_config({"claude": str(home / ".claude"), "codex": str(home / ".codex")}))
     snaps = monitor.snapshots()
     sources = sorted(s.source for s in snaps)
     assert sources.count("codex") == 4
@@ -51,7 +53,7 @@ def test_cchistory_claude_and_codex_homes(tmp_path):
 
 
 def test_spotter_transcripts_with_subagents(tmp_path):
-    monitor = collect(corpus_config(claude_dir=str(spotter_home(tmp_path)), codex=False))
+    monitor = collect(corpus_config({"claude": str(spotter_home(tmp_path))}))
     snaps = {s.key: s for s in monitor.snapshots()}
     sessions = [k for k in snaps if "/" not in k.removeprefix("claude:")]
     assert len(sessions) == 8  # five main sessions and short/subagent/tool_heavy
@@ -72,5 +74,5 @@ def test_a_transcript_cut_mid_line_is_read_up_to_the_cut(tmp_path):
     data = src.read_bytes()
     (project / "cut.jsonl").write_bytes(data[: len(data) // 2])
     (project / "bad.jsonl").write_bytes(data[:5000] + b"\xff\xfe garbage\n" + data[5000:9000])
-    snaps = collect(corpus_config(claude_dir=str(tmp_path / "claude"), codex=False)).snapshots()
+    snaps = collect(corpus_config({"claude": str(tmp_path / "claude")})).snapshots()
     assert {s.key for s in snaps} == {"claude:cut", "claude:bad"}

@@ -70,7 +70,7 @@ def test_every_simulated_agent_gets_its_badge_and_stop_leaves_nothing(isolated_h
     root = handle.root
     config = replace(handle.config(), cpu_sample=0.3)
     assert config.thresholds.stuck_after == 2.0
-    assert config.roots == (str(root),) and not (config.claude or config.codex or config.git)
+    assert config.roots == (str(root),) and config.sources == ("worktrees",) and not config.git
     watched = [psutil.Process(pid) for pid in handle.pids.values()]
     seen: dict[str, str] = {}
     try:
@@ -260,7 +260,7 @@ def test_tui_gets_the_demo_config_and_cleanup_follows(outcome, monkeypatch, isol
     else:
         assert demo.main(["--speed", str(SPEED)]) == 0
     config = seen["config"]
-    assert (config.claude, config.codex, config.git) == (False, False, False)
+    assert (config.sources, config.git) == (("worktrees",), False)
     assert config.thresholds.stuck_after == 2.0
     assert not seen["root"].exists()
     assert_all_gone(seen["procs"], seen["root"])

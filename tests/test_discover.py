@@ -46,7 +46,7 @@ def test_claude_sessions_and_subagents_nest_under_their_session(tmp_path):
     old = project / "s0.jsonl"
     append_lines(old, tool_use(1))
     os.utime(old, (time.time() - 3 * 86400,) * 2)  # outside --since 24h
-    config = Config(roots=(str(tmp_path),), claude_dir=str(home), codex=False, worktrees=False)
+    config = Config(roots=(str(tmp_path),), sources=("claude",), dirs=(("claude", str(home)),))
     keys = {s.key for s in discover(config, time.time()).specs}
     assert keys == {"claude:s1", "claude:s1/agent-abc123", "claude:s1/agent-flat1"}
 
@@ -63,7 +63,7 @@ def test_claude_config_dir_env_is_honoured(tmp_path, monkeypatch):
     home, project = claude_home(tmp_path)
     append_lines(project / "s2.jsonl", tool_use(1, inp={"a": 1}))
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(home))
-    config = Config(roots=(str(tmp_path),), codex=False, worktrees=False)
+    config = Config(roots=(str(tmp_path),), sources=("claude",))
     assert [s.key for s in discover(config, time.time()).specs] == ["claude:s2"]
 
 
@@ -79,7 +79,7 @@ def test_codex_rollouts_by_date_folder_and_codex_home(tmp_path, monkeypatch):
     old = home / "sessions" / "2020" / "01" / "01" / "rollout-2020-01-01T00-00-00-x.jsonl"
     append_lines(old, {"type": "session_meta", "payload": {"cwd": "/x"}})
     monkeypatch.setenv("CODEX_HOME", str(home))
-    config = Config(roots=(str(tmp_path),), claude=False, worktrees=False)
+    config = Config(roots=(str(tmp_path),), sources=("codex",))
     specs = discover(config, time.time()).specs
     assert [s.key for s in specs] == ["codex:0199aaaa-bbbb-cccc-dddd-eeeeffff0000"]
     snap = collect(config).snapshots()[0]
@@ -92,7 +92,7 @@ def test_unreadable_directory_is_a_warning_not_a_crash(tmp_path):
     (project / "s1.jsonl").mkdir()  # junk where a file should be
     bad = home / "projects" / "-locked"
     bad.mkdir()
-    config = Config(roots=(str(tmp_path),), claude_dir=str(home), codex=False, worktrees=False)
+    config = Config(roots=(str(tmp_path),), sources=("claude",), dirs=(("claude", str(home)),))
     if os.geteuid() != 0:
         bad.chmod(0)
     found = discover(config, time.time())

@@ -15,7 +15,7 @@ from tests.conftest import CORPUS
 
 
 def config(root) -> Config:
-    return Config(roots=(str(root),), claude=False, codex=False, git=False)
+    return Config(roots=(str(root),), sources=("omo",), git=False)
 
 
 def write(root, entries) -> None:
@@ -37,7 +37,7 @@ def test_entries_become_tasks_judged_by_the_usual_rules(tmp_path):
     snaps = {s.id: s for s in collect(config(tmp_path)).snapshots()}
     assert set(snaps) == {"bg_a", "bg_b", "bg_c"}
     assert snaps["bg_a"].health.badge.value == "healthy" and snaps["bg_a"].step == "explore: 4 tool calls"
-    assert snaps["bg_a"].source == "opencode" and snaps["bg_a"].name == "Explore"
+    assert snaps["bg_a"].source == "omo" and snaps["bg_a"].name == "Explore"
     assert snaps["bg_b"].health.reasons[0].rule == "stuck.silent"
     assert snaps["bg_c"].health.badge.value == "failed" and "model overloaded" in snaps["bg_c"].health.summary
 

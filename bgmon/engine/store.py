@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bgmon.activity import Activity
+from bgmon.agents import by_source, line_format
 from bgmon.config import Reading
-from bgmon.formats import Parser, opencode, parser_for, sniff
+from bgmon.formats import Parser, parser_for, sniff
 from bgmon.health import Observation
 from bgmon.model import Health, ProcFacts, TaskSnapshot
 from bgmon.sources.discover import TaskSpec, worktree_logs
@@ -94,8 +95,9 @@ class TaskStore:
             record.status, record.feeds, record.activity = old.status, old.feeds, old.activity
             record.pids, record.last_cpu = old.pids, old.last_cpu
         elif spec.status_file:
-            extract = opencode.extractor(spec.entry) if spec.entry else None
-            record.status = StatusReader(spec.status_file, extract=extract)
+            agent = by_source(spec.source)
+            entry = agent.status_entry if agent is not None and spec.entry else None
+            record.status = StatusReader(spec.status_file, extract=entry(spec.entry) if entry else None)
         self.tasks[spec.key] = record
         if spec.status_file:
             self.by_file[spec.status_file] = spec.key
@@ -135,8 +137,10 @@ class TaskStore:
         feed = LogFeed(reader=reader, fmt=record.spec.fmt)
         record.feeds[path] = feed
         self.by_file[path] = record.spec.key
-        if record.spec.fmt == "codex":
-            # The session's cwd is on the first line only; the back-scan may not reach it.
+        fmt = line_format(record.spec.fmt)
+        if fmt is not None and fmt.head_first:
+            # Session facts (Codex: the cwd) are on the first line only; the back-scan may not
+            # reach it.
             head = reader.head()
             if head is not None:
                 self.feed(record, feed, [head])

@@ -68,22 +68,14 @@ def checklist_events(
 
 
 def parser_for(name: str) -> Parser:
-    """The adapter for a format name (native, claude, codex)."""
-    if name == "claude":
-        from bgmon.formats.claude import parse
-    elif name == "codex":
-        from bgmon.formats.codex import parse
-    else:
-        from bgmon.formats.native import parse
-    return parse
+    """The line parser of a format name (the agents' registry knows them all)."""
+    from bgmon.agents import parser_for as registered
+
+    return registered(name)
 
 
 def sniff(obj: dict) -> str:
     """Guess the format of a log from one decoded line (worktree logs may be any of them)."""
-    if "sessionId" in obj or "uuid" in obj or obj.get("type") in ("file-history-snapshot", "summary"):
-        return "claude"
-    if "payload" in obj and obj.get("type") in (
-        "session_meta", "response_item", "event_msg", "turn_context", "compacted"
-    ):
-        return "codex"
-    return "native"
+    from bgmon.agents import sniff as registered
+
+    return registered(obj)

@@ -36,7 +36,7 @@ def failing(n: int, tool: str = "Bash", error: str = "exit status 1: tests faile
 
 
 def config_for(root: Path, **kw) -> Config:
-    return Config(roots=(str(root),), claude=False, codex=False, git=False, match_agents=False, **kw)
+    return Config(roots=(str(root),), sources=("worktrees", "omo"), git=False, match_agents=False, **kw)
 
 
 def badge_of(app: BgmonApp, name: str) -> Badge | None:

@@ -153,7 +153,7 @@ def sample_recovery(base: Path):
 def sample_monitor(base: Path, now: float = NOW) -> Monitor:
     """Build the sample under `base` and judge it once with a frozen clock."""
     roots = build(base, now)
-    config = Config(roots=tuple(str(r) for r in roots), claude=False, codex=False, git=False,
+    config = Config(roots=tuple(str(r) for r in roots), sources=("worktrees",), git=False,
                     match_agents=False)
     monitor = Monitor(config, clock=lambda: now, procs=SampleProcs())
     monitor.sweep()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from bgmon.agents import REGISTRY
 from bgmon.config import Config
 from bgmon.model import Badge
 from bgmon.timefmt import ago
@@ -46,7 +47,7 @@ def empty_text(loaded: bool, looked: list[str], config: Config, warnings: list[s
     text.append("Looked in:\n")
     for where in looked:
         text.append(f"  {short_path(where)}\n", style="cyan")
-    if config.claude or config.codex:
+    if any(config.enabled(a.name) for a in REGISTRY if a.home):
         text.append(f"  (transcripts active within the last {ago(config.since)}; --since widens it)\n",
                     style="dim")
     for w in warnings[:5]:

@@ -1,0 +1,73 @@
+"""Codex CLI: rollouts `~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl` (or $CODEX_HOME), parsed by
+`bgmon.formats.codex`. The session's cwd is on the first line only, so that line is read first."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from bgmon.agents.base import Agent, LineFormat, Scan
+from bgmon.formats.codex import parse
+from bgmon.sources.found import Found, TaskSpec, is_dir, mtime, scandir
+
+NAME = "codex"
+
+
+def _day_dirs(sessions: str, first: date, found: Found) -> list[str]:
+    out = []
+    for year in scandir(sessions, found):
+        if not (year.name.isdigit() and is_dir(year)) or int(year.name) < first.year:
+            continue
+        for month in scandir(year.path, found):
+            if not month.name.isdigit():
+                continue
+            for day in scandir(month.path, found):
+                try:
+                    d = date(int(year.name), int(month.name), int(day.name))
+                except ValueError:
+                    continue
+                if d >= first:
+                    out.append(day.path)
+    return out
+
+
+def discover(scan: Scan) -> None:
+    assert scan.home is not None
+    found = scan.found
+    sessions = scan.home / "sessions"
+    found.looked.append(str(sessions / "YYYY" / "MM" / "DD" / "rollout-*.jsonl"))
+    if not sessions.is_dir():
+        return
+    found.watch.add(str(sessions))
+    cutoff = scan.cutoff
+    # Folders are named by local date; a day of slack covers time zones.
+    first = (datetime.fromtimestamp(cutoff) - timedelta(days=1)).date()
+    for day in _day_dirs(str(sessions), first, found):
+        found.watch.add(day)
+        for entry in scandir(day, found):
+            if not (entry.name.startswith("rollout-") and entry.name.endswith(".jsonl")):
+                continue
+            if mtime(entry) < cutoff:
+                continue
+            stem = entry.name[len("rollout-") : -len(".jsonl")]
+            session = stem[20:] if len(stem) > 20 else stem  # after the YYYY-MM-DDTHH-MM-SS- prefix
+            found.specs.append(TaskSpec(
+                key=f"codex:{session}", source=NAME, id=session[:13], name=session[:13],
+                path=entry.path, group="codex", logs=(entry.path,), fmt="codex", transcript=True,
+            ))
+
+
+def looks_like(obj: dict) -> bool:
+    return "payload" in obj and obj.get("type") in (
+        "session_meta", "response_item", "event_msg", "turn_context", "compacted"
+    )
+
+
+AGENT = Agent(
+    name=NAME,
+    label="Codex CLI rollouts",
+    discover=discover,
+    formats=(LineFormat("codex", parse, looks_like, head_first=True),),
+    home="~/.codex",
+    home_env=(("CODEX_HOME", ""),),
+    processes=frozenset({"codex"}),
+)
