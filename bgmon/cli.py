@@ -36,9 +36,11 @@ def exit_for_signal(signum: int) -> int:
 
 
 SUBCOMMANDS = ("demo", "run", "propose", "approve", "reject", "history", "report")
+SERVE = "serve"  # the live engine without a screen (the monitor's own options)
 
 EPILOG = """\
 commands:
+  bgmon serve --metrics HOST:PORT the live engine without a screen, for Prometheus
   bgmon demo [--dir DIR] [--once] simulated agents, then the TUI on them (--once: as text)
   bgmon run [OPTIONS] -- CMD ...  supervise a command as a monitored background task
   bgmon propose TASK [--json]     ask for a recovery proposal (Claude, or built-in rules)
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(bgmon run --auto-recover); never a model's proposal",
     )
     p.add_argument("--version", action="version", version=f"bgmon {__version__}")
+    g = p.add_argument_group("metrics (docs/metrics.md)")
+    g.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (TUI, --follow, serve)")
+    g.add_argument("--textfile", metavar="PATH", type=Path,
+                   help="with --once: write the metrics to PATH atomically (node_exporter's "
+                   "textfile collector), instead of printing")
     add_monitor_options(p)
     return p
 
@@ -140,7 +148,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     return validate(replace(config, **changes)), warnings
 
 
-def _once(config: Config, as_json: bool) -> int:
+def _once(config: Config, as_json: bool, textfile: Path | None = None) -> int:
     from bgmon.engine import collect
     from bgmon.views import jsonout, text
     from bgmon.views.order import arrange, has_faults
@@ -148,6 +156,10 @@ def _once(config: Config, as_json: bool) -> int:
     monitor = collect(config)
     ordered = [s for _, rows in arrange(monitor.snapshots()) for _, s in rows]
     warnings = monitor.warnings()
+    if textfile is not None:
+        _write_textfile(textfile, config, ordered, warnings)
+        if not as_json:
+            return EXIT_FAULTS if has_faults(ordered) else EXIT_OK
     if as_json:
         sys.stdout.buffer.write(jsonout.document(ordered, monitor.clock(), warnings))
         sys.stdout.flush()
@@ -156,10 +168,51 @@ def _once(config: Config, as_json: bool) -> int:
     return EXIT_FAULTS if has_faults(ordered) else EXIT_OK
 
 
-def _monitor_main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def _write_textfile(path: Path, config: Config, snaps: list, warnings: list[str]) -> None:
+    from bgmon.board import Board
+    from bgmon.views.metrics import BoardCollector, write_textfile
+
+    board = Board(live=False)
+    board.load(snaps, warnings)
+    try:
+        write_textfile(path, BoardCollector(board, journal=config.journal_path()))
+    except OSError as exc:
+        raise UsageError(f"cannot write --textfile {path}: {exc.strerror or exc}") from None
+
+
+def _metrics(address: str, config: Config):
+    """The metrics endpoint, started before the engine so a busy port fails at once (exit 2).
+    → (board, server)."""
+    from bgmon.board import Board
+    from bgmon.views.metrics import BoardCollector, serve
+
+    board = Board()
+    try:
+        server = serve(address, BoardCollector(board, journal=config.journal_path()))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot serve metrics on {address}: {exc.strerror or exc}") from None
+    print(f"bgmon: metrics at http://{address}/metrics", file=sys.stderr)
+    return board, server
+
+
+def _check_modes(args: argparse.Namespace, serving: bool) -> None:
     if args.json and not (args.once or args.follow):
         raise UsageError("--json goes with --once or --follow")
+    if args.textfile is not None and not args.once:
+        raise UsageError("--textfile goes with --once (for cron); a live engine serves --metrics")
+    if args.metrics and args.once:
+        raise UsageError("--metrics serves a live engine; with --once, write --textfile PATH")
+    if serving and (args.once or args.follow):
+        raise UsageError("bgmon serve runs the live engine; it takes neither --once nor --follow")
+    if serving and not args.metrics:
+        raise UsageError("bgmon serve needs --metrics HOST:PORT (e.g. 127.0.0.1:9488)")
+
+
+def _monitor_main(argv: list[str], serving: bool = False) -> int:
+    args = build_parser().parse_args(argv)
+    _check_modes(args, serving)
     config, warnings = resolve_config(args)
     for w in warnings:
         print(f"bgmon: {w}", file=sys.stderr)
@@ -170,16 +223,25 @@ def _monitor_main(argv: list[str]) -> int:
         if not os.path.isdir(os.path.expanduser(root)):
             raise UsageError(f"ROOT {root} is not a directory")
     if args.once:
-        return _once(config, args.json)
-    if args.follow:
-        if not args.json:
-            raise UsageError("--follow writes JSON lines: add --json")
-        from bgmon.live import follow
+        return _once(config, args.json, args.textfile)
+    if args.follow and not args.json:
+        raise UsageError("--follow writes JSON lines: add --json")
+    board, server = _metrics(args.metrics, config) if args.metrics else (None, None)
+    try:
+        if serving:
+            from bgmon.live import serve
 
-        return follow(config)
-    from bgmon.views.tui.app import run_tui
+            return serve(config, board)
+        if args.follow:
+            from bgmon.live import follow
 
-    return run_tui(config)
+            return follow(config, board)
+        from bgmon.views.tui.app import run_tui
+
+        return run_tui(config, board)
+    finally:
+        if server is not None:
+            server.shutdown()
 
 
 def _subcommand_main(name: str, argv: list[str]) -> int:
@@ -209,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _subcommand_main(argv[0], argv[1:])
+        if argv and argv[0] == SERVE:
+            return _monitor_main(argv[1:], serving=True)
         return _monitor_main(argv)
     except (UsageError, ConfigError) as exc:
         print(f"bgmon: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from watchfiles import awatch
 
+from bgmon.board import Board, SweepStats
 from bgmon.cli import EXIT_OK
 from bgmon.config import Config
 from bgmon.engine import Change, Monitor
@@ -50,8 +51,10 @@ class LiveEngine:
         clock: Callable[[], float] = time.monotonic,
         recorder: Recorder | None = None,
         auto: AutoRecovery | None = None,
+        sweeps: SweepStats | None = None,
     ) -> None:
         self.monitor = monitor
+        self.sweeps = sweeps if sweeps is not None else SweepStats()  # the exporter reads them
         self.emit = emit
         self.recorder = recorder
         self.auto = auto  # rule-based recovery for tasks that opted in (autoRecover: true)
@@ -137,8 +140,9 @@ class LiveEngine:
             self.batches += 1
             sweep |= monitor.on_paths(paths)
         if sweep:
-            cpu = time.thread_time()
+            cpu, wall = time.thread_time(), time.perf_counter()
             monitor.sweep()
+            self.sweeps.add(time.perf_counter() - wall)
             interval = self.config.sweep_interval
             if self._watching_all:
                 cost = time.thread_time() - cpu
@@ -191,37 +195,84 @@ def _recorder(config: Config) -> Recorder | None:
         return None
 
 
-def follow(config: Config) -> int:
-    """`bgmon --follow --json`: snapshot lines, then one line per change, until a signal."""
-    from bgmon.views import jsonout
-
-    out = sys.stdout.buffer
-    monitor = Monitor(config)
-    started = False
-
-    def emit(changes: list[Change]) -> None:
-        nonlocal started
-        now = monitor.clock()
-        if not started:
-            started = True
-            lines = [jsonout.snapshot_line(s, now) for s in monitor.snapshots()]
-        else:
-            lines = jsonout.change_lines(changes, now)
-        if lines:
-            out.write(b"".join(lines))
-            out.flush()
+def run_live(config: Config, monitor: Monitor, emit: Callable[[list[Change]], None],
+             sweeps: SweepStats | None = None) -> None:
+    """Run the live engine (journal, opted-in auto recovery) until SIGINT or SIGTERM."""
 
     async def main() -> None:
         recorder = _recorder(config)
         auto = AutoRecovery(recorder) if recorder is not None and config.auto_recover else None
-        engine = LiveEngine(monitor, emit, recorder=recorder, auto=auto)
+        engine = LiveEngine(monitor, emit, recorder=recorder, auto=auto, sweeps=sweeps)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, engine.stop)
         await engine.run()
 
+    asyncio.run(main())
+
+
+def to_board(monitor: Monitor, board: Board) -> Callable[[list[Change]], None]:
+    """An emit that keeps `board` current: the first call loads every task, later ones apply
+    the changes. Runs in the engine's thread, so it may read the monitor."""
+    loaded = False
+
+    def emit(changes: list[Change]) -> None:
+        nonlocal loaded
+        if not loaded:
+            loaded = True
+            board.load(monitor.snapshots(), monitor.warnings())
+            return
+        board.apply(changes)
+        board.set_warnings(monitor.warnings())
+
+    return emit
+
+
+def follow(config: Config, board: Board | None = None) -> int:
+    """`bgmon --follow --json`: a hello line, snapshot lines, a synced line, then one line per
+    change, until a signal. With `board`, the metrics endpoint's board is kept current too."""
+    from bgmon.views import jsonout
+
+    out = sys.stdout.buffer
+    monitor = Monitor(config)
+    started = False
+    warnings: list[str] = []
+    to_metrics = to_board(monitor, board) if board is not None else None
+    out.write(jsonout.hello_line(config, monitor.clock()))
+    out.flush()
+
+    def emit(changes: list[Change]) -> None:
+        nonlocal started
+        if to_metrics is not None:
+            to_metrics(changes)
+        nonlocal warnings
+        now = monitor.clock()
+        if not started:
+            started = True
+            snaps = monitor.snapshots()
+            warnings = monitor.warnings()
+            lines = [jsonout.snapshot_line(s, now) for s in snaps]
+            lines.append(jsonout.synced_line(len(snaps), warnings, now))
+        else:
+            lines = jsonout.change_lines(changes, now)
+            current = monitor.warnings()
+            if current != warnings:
+                warnings = current
+                lines.append(jsonout.warnings_line(warnings, now))
+        if lines:
+            out.write(b"".join(lines))
+            out.flush()
+
     try:
-        asyncio.run(main())
+        run_live(config, monitor, emit, board.sweeps if board is not None else None)
     except BrokenPipeError:
         pass
+    return EXIT_OK
+
+
+def serve(config: Config, board: Board) -> int:
+    """`bgmon serve --metrics HOST:PORT`: the live engine keeping the metrics' board current,
+    with nothing on screen, until SIGINT or SIGTERM."""
+    monitor = Monitor(config)
+    run_live(config, monitor, to_board(monitor, board), board.sweeps)
     return EXIT_OK

@@ -174,6 +174,7 @@ class TaskSnapshot:
     warnings: tuple[str, ...] = ()  # per-task reading problems
     cwd: str | None = None  # the working directory the task runs in
     command: tuple[str, ...] | None = None  # argv recorded to restart it
+    host: str | None = None  # the remote host it runs on (`--remote NAME=…`); None: this machine
 
 
 def clip(text: str | None, limit: int = 400) -> str | None:

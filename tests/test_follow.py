@@ -62,8 +62,13 @@ def test_badge_change_appears_as_one_json_line(ws, isolated_home):
     proc = start(ws, isolated_home)
     lines = Lines(proc)
     try:
+        hello = lines.next()
+        assert hello["event"] == "hello" and hello["version"] == 1
+        assert hello["bgmon"] and hello["host"] and hello["roots"] == [str(ws.root)]
         snaps = [lines.next(), lines.next()]
         assert {s["event"] for s in snaps} == {"snapshot"}
+        synced = lines.next()
+        assert synced["event"] == "synced" and synced["tasks"] == 2
         assert {s["task"]["name"] for s in snaps} == {"steady", "worker"}
         assert all(s["task"]["health"] == "healthy" for s in snaps)
 
@@ -73,6 +78,7 @@ def test_badge_change_appears_as_one_json_line(ws, isolated_home):
         assert change["from"] == "healthy" and change["to"] == "struggling"
         assert change["id"] == "worker" and change["key"].endswith("/worker")
         assert change["reasons"][0]["rule"] == "struggling.streak"
+        assert change["task"]["health"] == "struggling"  # the whole task rides along
         # …and the transition is in the journal under the watched root.
         journal = ws.root / ".agents" / "logs" / "background_monitoring.jsonl"
         records = [orjson.loads(x) for x in journal.read_bytes().splitlines()]

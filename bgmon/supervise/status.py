@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from bgmon.atomic import write_atomic
 from bgmon.recovery.redact import redact_obj
 
 # Progress may change many times a second; status.json follows at most this often (the event
@@ -65,13 +66,7 @@ class StatusFile:
         # `data` keeps the real values.
         blob = orjson.dumps(redact_obj(self.data),
                             option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, blob)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self._tmp, self.path)
+        write_atomic(self.path, blob, self._tmp)
         self._last_write = now
         self._dirty = False
 

@@ -1,19 +1,29 @@
 """The JSON contract (version 1): `--once --json` documents and `--follow --json` lines.
 
-See docs/formats.md. Add fields freely; never rename or remove one without bumping VERSION.
+The `--follow --json` stream is also the wire protocol between bgmon hosts (`--remote`): a
+`hello` line, a `snapshot` line per task, a `synced` line, then one line per change. See
+docs/formats.md. Add fields and events freely (readers skip events they do not know); never
+rename or remove one without bumping VERSION.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import orjson
 
+from bgmon import __version__
 from bgmon.engine import Change
-from bgmon.model import TaskSnapshot
-from bgmon.timefmt import iso
+from bgmon.model import Badge, Health, Progress, Reason, TaskSnapshot
+from bgmon.timefmt import iso, parse_time
 
 VERSION = 1
+
+
+def local_host() -> str:
+    """This machine's name, as the `hello` line and the metrics' `host` label give it."""
+    return socket.gethostname() or "localhost"
 
 
 def task_json(s: TaskSnapshot) -> dict[str, Any]:
@@ -34,6 +44,7 @@ def task_json(s: TaskSnapshot) -> dict[str, Any]:
         "path": s.path,
         "note": s.note,
         "warnings": list(s.warnings),
+        "host": s.host,
     }
 
 
@@ -41,6 +52,8 @@ def document(snaps: list[TaskSnapshot], now: float, warnings: list[str]) -> byte
     doc = {
         "version": VERSION,
         "now": iso(now),
+        "host": local_host(),
+        "bgmon": __version__,
         "tasks": [task_json(s) for s in snaps],
         "warnings": warnings,
     }
@@ -52,8 +65,8 @@ def change_lines(changes: list[Change], now: float) -> list[bytes]:
     out = []
     at = iso(now)
     for c in changes:
-        if c.kind == "added" and c.snapshot is not None:
-            obj = {"event": "added", "at": at, "task": task_json(c.snapshot)}
+        if c.kind in ("added", "updated") and c.snapshot is not None:
+            obj = {"event": c.kind, "at": at, "task": task_json(c.snapshot)}
         elif c.kind == "removed":
             obj = {"event": "removed", "at": at, "key": c.key}
         elif c.kind == "health" and c.snapshot is not None:
@@ -65,6 +78,7 @@ def change_lines(changes: list[Change], now: float) -> list[bytes]:
                 "to": c.snapshot.health.badge.value,
                 "reasons": [r.to_json() for r in c.snapshot.health.reasons],
                 "at": at,
+                "task": task_json(c.snapshot),
             }
         else:
             continue
@@ -74,3 +88,90 @@ def change_lines(changes: list[Change], now: float) -> list[bytes]:
 
 def snapshot_line(s: TaskSnapshot, now: float) -> bytes:
     return orjson.dumps({"event": "snapshot", "at": iso(now), "task": task_json(s)}) + b"\n"
+
+
+def hello_line(config: Any, now: float) -> bytes:
+    """The stream's first line: who is speaking, in which protocol version."""
+    return orjson.dumps({
+        "event": "hello", "version": VERSION, "bgmon": __version__, "host": local_host(),
+        "roots": list(config.roots), "at": iso(now),
+    }) + b"\n"
+
+
+def synced_line(tasks: int, warnings: list[str], now: float) -> bytes:
+    """After the first snapshot lines: every task has been sent once."""
+    return orjson.dumps({"event": "synced", "tasks": tasks, "warnings": warnings,
+                         "at": iso(now)}) + b"\n"
+
+
+def warnings_line(warnings: list[str], now: float) -> bytes:
+    """The reading warnings, whenever they change (the whole list)."""
+    return orjson.dumps({"event": "warnings", "warnings": warnings, "at": iso(now)}) + b"\n"
+
+
+# -- reading the stream back (remote hosts) --------------------------------------------------
+
+
+def _str(value: object, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def task_from_json(obj: object, host: str) -> TaskSnapshot | None:
+    """A task object of the stream → a TaskSnapshot of `host` (its key becomes `@host/key`, its
+    group `host:group`). None when it has no usable key; any other field of the wrong type is
+    taken as missing, never an error (the stream is another machine's output)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("key"), str) or not obj["key"]:
+        return None
+    try:
+        badge = Badge(obj.get("health"))
+    except ValueError:
+        badge = Badge.UNKNOWN
+    reasons = tuple(
+        Reason(_str(r.get("rule"), "?"), _str(r.get("detail")))
+        for r in obj.get("reasons") or () if isinstance(r, dict)
+    ) if isinstance(obj.get("reasons"), list) else ()
+    progress = None
+    p = obj.get("progress")
+    if isinstance(p, dict) and type(p.get("done")) is int and type(p.get("total")) is int:
+        progress = Progress(p["done"], p["total"])
+    inner = _opt_str(obj.get("host"))
+    where = f"{host}/{inner}" if inner else host
+    parent = _opt_str(obj.get("parent"))
+    pid = obj.get("pid")
+    key = obj["key"]
+    warnings = obj.get("warnings")
+    return TaskSnapshot(
+        key=remote_key(host, key),
+        id=_str(obj.get("id"), key),
+        name=_str(obj.get("name"), key),
+        source=_str(obj.get("source"), "unknown"),
+        group=f"{host}:{_str(obj.get('group'))}",
+        parent=remote_key(host, parent) if parent else None,
+        status=_str(obj.get("status"), "unknown"),
+        health=Health(badge, reasons),
+        progress=progress,
+        step=_opt_str(obj.get("step")),
+        last_activity=parse_time(obj.get("last_activity")),
+        pid=pid if type(pid) is int else None,
+        path=_str(obj.get("path")),
+        note=_opt_str(obj.get("note")),
+        warnings=tuple(w for w in warnings if isinstance(w, str)) if isinstance(warnings, list) else (),
+        host=where,
+    )
+
+
+def remote_key(host: str, key: str) -> str:
+    """A remote task's key here: `@HOST/KEY` (unique across hosts; HOST names the remote)."""
+    return f"@{host}/{key}"
+
+
+def split_remote_key(key: str) -> tuple[str, str] | None:
+    """`@HOST/KEY` → (HOST, KEY); None for a task of this machine."""
+    if not key.startswith("@") or "/" not in key:
+        return None
+    host, _, inner = key[1:].partition("/")
+    return host, inner

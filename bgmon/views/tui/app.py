@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, Tree
 from textual.worker import Worker, WorkerState
 
+from bgmon.board import Board
 from bgmon.cli import EXIT_OK
 from bgmon.config import Config
 from bgmon.engine import Change, Monitor
@@ -60,9 +61,11 @@ class BgmonApp(App[int]):
         live: bool = True,
         clock: Callable[[], float] | None = None,
         recovery: RecoveryService | None = None,
+        board: Board | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        self.board = board  # the metrics endpoint's (--metrics), kept current by emit
         self.monitor = monitor if monitor is not None else Monitor(config)
         self.live = live
         self.clock = clock or self.monitor.clock
@@ -123,12 +126,17 @@ class BgmonApp(App[int]):
         if self.auto is None and self.recovery is not None and self.config.auto_recover:
             # One for the app's life: its attempt counters outlive an engine restart.
             self.auto = AutoRecovery(self.recovery)
-        self.engine = LiveEngine(self.monitor, self.emit, recorder=self.recovery, auto=self.auto)
+        sweeps = self.board.sweeps if self.board is not None else None
+        self.engine = LiveEngine(self.monitor, self.emit, recorder=self.recovery, auto=self.auto,
+                                 sweeps=sweeps)
         self.run_worker(self.engine.run(), name="engine", group="engine", exclusive=True, exit_on_error=False)
 
     def emit(self, changes: list[Change]) -> None:
         """Called by the engine from its worker thread: merge, then nudge the UI (coalesced)."""
         meta = self._look()
+        if self.board is not None:
+            self.board.apply(changes)
+            self.board.set_warnings(meta[1])
         with self._lock:
             for change in changes:
                 self._pending[change.key] = change  # the latest word on a task wins
@@ -412,6 +420,6 @@ class BgmonApp(App[int]):
 
 
 
-def run_tui(config: Config) -> int:
-    BgmonApp(config).run()
+def run_tui(config: Config, board: Board | None = None) -> int:
+    BgmonApp(config, board=board).run()
     return EXIT_OK
