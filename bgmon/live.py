@@ -238,8 +238,6 @@ def follow(config: Config, board: Board | None = None) -> int:
     started = False
     warnings: list[str] = []
     to_metrics = to_board(monitor, board) if board is not None else None
-    out.write(jsonout.hello_line(config, monitor.clock()))
-    out.flush()
 
     def emit(changes: list[Change]) -> None:
         nonlocal started
@@ -251,7 +249,9 @@ def follow(config: Config, board: Board | None = None) -> int:
             started = True
             snaps = monitor.snapshots()
             warnings = monitor.warnings()
-            lines = [jsonout.snapshot_line(s, now) for s in snaps]
+            # After the first look rather than at once: by then SIGINT stops the engine cleanly.
+            lines = [jsonout.hello_line(config, now)]
+            lines += [jsonout.snapshot_line(s, now) for s in snaps]
             lines.append(jsonout.synced_line(len(snaps), warnings, now))
         else:
             lines = jsonout.change_lines(changes, now)
