@@ -7,7 +7,7 @@ follow from this list. docs/agents.md says what each one reads and how it decide
 
 from __future__ import annotations
 
-from bgmon.agents import claude, codex, omo, worktrees
+from bgmon.agents import claude, codex, gemini, omo, opencode, worktrees
 from bgmon.agents.base import Agent, DocFormat, LineFormat, Parser
 
 REGISTRY: tuple[Agent, ...] = (
@@ -15,6 +15,8 @@ REGISTRY: tuple[Agent, ...] = (
     claude.AGENT,
     codex.AGENT,
     omo.AGENT,
+    gemini.AGENT,
+    opencode.AGENT,
 )
 
 _BY_NAME = {a.name: a for a in REGISTRY}

@@ -41,6 +41,8 @@ def observe(record: TaskRecord) -> Observation:
     if record.status is not None and not isinstance(status, str):
         status = "unknown" if record.status and record.status.fields is None else str(status)
     mtimes = [f.reader.mtime for f in record.feeds.values() if f.reader.mtime and f.reader.size]
+    if record.document is not None and record.document.mtime:
+        mtimes.append(record.document.mtime)
     return Observation(
         source=record.spec.source,
         status=status,

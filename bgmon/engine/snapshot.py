@@ -47,7 +47,7 @@ def build(record: TaskRecord, health: Health, parent: str | None, note: str | No
     command = fields.get("command")
     argv = tuple(str(a) for a in command) if isinstance(command, list) and command else None
     step = fields.get("step") if isinstance(fields.get("step"), str) else act.step
-    files = tuple(p for p in (spec.status_file, *record.feeds) if p)
+    files = tuple(p for p in (spec.status_file, spec.document, *record.feeds) if p)
     cwd = fields.get("cwd") if isinstance(fields.get("cwd"), str) else None
     return TaskSnapshot(
         key=spec.key,
@@ -88,6 +88,10 @@ def task_warnings(record: TaskRecord) -> list[str]:
     if record.status is not None and record.status.stale:
         kept = "keeping the last good value" if record.status.fields is not None else "no good value yet"
         out.append(f"status.json unreadable ({record.status.error}); {kept}")
+    doc = record.document
+    if doc is not None and doc.stale:
+        kept = "keeping the last good value" if doc.events is not None else "no good value yet"
+        out.append(f"session unreadable ({doc.error}); {kept}")
     version = record.fields.get("version")
     if version not in (None, 1, "1"):
         out.append(f"status.json version {version!r} is newer than this bgmon knows; reading known fields")

@@ -12,12 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bgmon.activity import Activity
-from bgmon.agents import by_source, line_format
+from bgmon.agents import by_source, doc_format, line_format
 from bgmon.config import Reading
 from bgmon.formats import Parser, parser_for, sniff
 from bgmon.health import Observation
 from bgmon.model import Health, ProcFacts, TaskSnapshot
 from bgmon.sources.discover import TaskSpec, worktree_logs
+from bgmon.sources.document import DocumentReader
 from bgmon.sources.status import StatusReader
 from bgmon.sources.tail import TailReader
 
@@ -57,6 +58,7 @@ class TaskRecord:
     spec: TaskSpec
     status: StatusReader | None = None
     feeds: dict[str, LogFeed] = field(default_factory=dict)
+    document: DocumentReader | None = None  # a whole-session document (see TaskSpec.document)
     activity: Activity = field(default_factory=Activity)
     proc: ProcFacts | None = None
     supervisor: ProcFacts | None = None
@@ -93,21 +95,25 @@ class TaskStore:
         record = TaskRecord(spec=spec)
         if old is not None:
             record.status, record.feeds, record.activity = old.status, old.feeds, old.activity
-            record.pids, record.last_cpu = old.pids, old.last_cpu
-        elif spec.status_file:
+            record.pids, record.last_cpu, record.document = old.pids, old.last_cpu, old.document
+        if spec.document and (record.document is None or record.document.path != spec.document):
+            fmt = doc_format(spec.fmt)
+            record.document = DocumentReader(spec.document, fmt) if fmt is not None else None
+        if old is None and spec.status_file:
             agent = by_source(spec.source)
             entry = agent.status_entry if agent is not None and spec.entry else None
             record.status = StatusReader(spec.status_file, extract=entry(spec.entry) if entry else None)
         self.tasks[spec.key] = record
-        if spec.status_file:
-            self.by_file[spec.status_file] = spec.key
+        for path in (spec.status_file, spec.document):
+            if path:
+                self.by_file[path] = spec.key
         return record
 
     def forget(self, key: str) -> None:
         record = self.tasks.pop(key, None)
         if record is None:
             return
-        for path in (record.spec.status_file, *record.feeds):
+        for path in (record.spec.status_file, record.spec.document, *record.feeds):
             if path:
                 self.by_file.pop(path, None)
 
@@ -117,6 +123,11 @@ class TaskStore:
             record.dirty = True
             fields = record.fields
             record.pids = (as_pid(fields.get("pid")), as_pid(fields.get("supervisorPid")))
+        if record.document is not None and record.document.read():
+            # The document holds the whole session: its events replace what we had.
+            record.activity = Activity()
+            record.activity.extend(record.document.events or [])
+            record.dirty = True
         logs = record.spec.logs
         if record.spec.source == "worktree":
             logs = tuple(worktree_logs(record.spec.path, record.fields))
