@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -41,6 +42,33 @@ class Reading:
     read_chunk: int = 4 << 20  # read at most this much of one log per pass (the rest next pass)
 
 
+NOTIFY_TERMINAL = ("off", "bell", "osc9", "osc777")
+WEBHOOK_FORMATS = ("ntfy", "slack", "json")
+BADGE_NAMES = ("healthy", "struggling", "stuck", "failed", "completed", "unknown", "waiting")
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """When and where badge changes are announced (README "Get told", docs/notify.md)."""
+
+    on: tuple[str, ...] = ("failed", "stuck", "struggling", "waiting")  # badges that notify
+    hold: float = 30.0  # a new badge must hold this long first (a flapping task stays quiet)
+    coalesce: float = 5.0  # changes confirmed within this window go out as one notification
+    min_interval: float = 60.0  # at most one notification per this many seconds (none lost)
+    command: tuple[str, ...] = ()  # argv run per notification (never through a shell)
+    desktop: bool = False  # notify-send, terminal-notifier or osascript, whichever exists
+    terminal: str = "off"  # the TUI's terminal: off | bell | osc9 | osc777
+    webhook: str = ""  # URL a JSON body is POSTed to
+    webhook_format: str = "ntfy"  # ntfy | slack | json
+    timeout: float = 10.0  # seconds each sink may take
+
+    def sinks(self) -> list[str]:
+        """The names of the sinks that are on (the TUI also shows its own toast)."""
+        on = [("command", bool(self.command)), ("desktop", self.desktop),
+              ("terminal", self.terminal != "off"), ("webhook", bool(self.webhook))]
+        return [name for name, enabled in on if enabled]
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     roots: tuple[str, ...] = (".",)
@@ -66,6 +94,7 @@ class Config:
     patterns: str | None = None  # extra failure patterns TOML
     thresholds: Thresholds = field(default_factory=Thresholds)
     reading: Reading = field(default_factory=Reading)
+    notify: Notify = field(default_factory=Notify)
 
     def enabled(self, agent: str) -> bool:
         return self.sources is None or agent in self.sources
@@ -101,6 +130,8 @@ class Config:
         lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(self.thresholds).items()]
         lines.append("\n[reading]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(self.reading).items()]
+        lines.append("\n[notify]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(self.notify).items()]
         return "\n".join(lines) + "\n"
 
 
@@ -120,7 +151,8 @@ def default_config_path() -> Path:
 
 
 # Keys whose TOML value may be a duration string ("10m") as well as seconds.
-_DURATIONS = {"since", "sweep_interval", "proc_interval", "cpu_sample", "stuck_after"}
+_DURATIONS = {"since", "sweep_interval", "proc_interval", "cpu_sample", "stuck_after",
+              "hold", "coalesce", "min_interval", "timeout"}
 
 
 def _coerce(where: str, key: str, value: Any, current: Any) -> Any:
@@ -135,6 +167,15 @@ def _coerce(where: str, key: str, value: Any, current: Any) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return tuple(value)
         raise ConfigError(f"{where}: roots must be a list of paths")
+    if isinstance(current, tuple):  # a list of words; a command may also be one string
+        if isinstance(value, str):
+            try:
+                return tuple(shlex.split(value)) if key == "command" else (value,)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {key}: {exc}") from None
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: {key} must be a list of strings, not {value!r}")
     expected = type(current) if current is not None else str
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -155,8 +196,9 @@ def _checked(where: str, key: str, value: Any, current: Any) -> Any:
 # Allowed ranges. Every other setting takes any value of its type.
 _COUNTS = {"loop_repeats", "fail_streak", "fail_window", "fail_window_min",
            "line_cap", "startup_bytes", "startup_lines", "read_chunk"}  # ≥ 1 (counts, byte sizes)
-_POSITIVE = {"since", "stuck_after", "sweep_interval", "proc_interval"}  # seconds, > 0
-_NON_NEGATIVE = {"cpu_sample"}  # seconds, ≥ 0 (0: a single CPU look)
+_POSITIVE = {"since", "stuck_after", "sweep_interval", "proc_interval", "timeout"}  # seconds, > 0
+_NON_NEGATIVE = {"cpu_sample", "hold", "coalesce", "min_interval"}  # seconds, ≥ 0
+_CHOICES = {"terminal": NOTIFY_TERMINAL, "webhook_format": WEBHOOK_FORMATS}
 
 
 def _range_problem(key: str, value: Any) -> str | None:
@@ -171,11 +213,20 @@ def _range_problem(key: str, value: Any) -> str | None:
         return "must name at least one root"
     if key == "journal" and not value.strip():
         return "must be a file path, not empty"
+    if key in _CHOICES and value not in _CHOICES[key]:
+        return f"must be one of {', '.join(_CHOICES[key])}, not {value!r}"
+    if key == "on" and (bad := [b for b in value if b not in BADGE_NAMES]):
+        return f"names unknown badge(s) {', '.join(map(repr, bad))} (known: {', '.join(BADGE_NAMES)})"
+    if key == "webhook" and value and not value.startswith(("http://", "https://")):
+        return f"must be an http:// or https:// URL, not {value!r}"
     return None
 
 
 # Flags that set a checked value, named in validate()'s message.
-_FLAGS = {"roots": "ROOT arguments", "since": "--since", "stuck_after": "--stuck-after"}
+_FLAGS = {"roots": "ROOT arguments", "since": "--since", "stuck_after": "--stuck-after",
+          "on": "--notify-on", "hold": "--notify-hold", "min_interval": "--notify-interval",
+          "terminal": "--notify-terminal", "webhook": "--notify-webhook",
+          "webhook_format": "--notify-format"}
 
 
 def validate(config: Config) -> Config:
@@ -185,7 +236,7 @@ def validate(config: Config) -> Config:
     result, so values from flags get the same rules.
     """
     for section, obj in (("monitor", config), ("health", config.thresholds),
-                         ("reading", config.reading)):
+                         ("reading", config.reading), ("notify", config.notify)):
         for f in fields(obj):
             if f.name in _NOT_KEYS:
                 continue
@@ -197,7 +248,7 @@ def validate(config: Config) -> Config:
 
 
 # Config fields that are not `[monitor]` keys of their own.
-_NOT_KEYS = ("thresholds", "reading", "sources", "dirs")
+_NOT_KEYS = ("thresholds", "reading", "notify", "sources", "dirs")
 
 
 def _agent_keys(config: Config, table: dict, where: str) -> tuple[Config, dict]:
@@ -267,7 +318,9 @@ def load_config(path: Path | None, explicit: bool = False) -> tuple[Config, list
     warnings += [f"unknown key {k} ignored" for k in unknown]
     reading, unknown = _apply(config.reading, tables["reading"], f"{path} [reading]")
     warnings += [f"unknown key {k} ignored" for k in unknown]
-    changes: dict[str, Any] = {"thresholds": thresholds, "reading": reading}
+    notify, unknown = _apply(config.notify, tables["notify"], f"{path} [notify]")
+    warnings += [f"unknown key {k} ignored" for k in unknown]
+    changes: dict[str, Any] = {"thresholds": thresholds, "reading": reading, "notify": notify}
     where = f"{path} [recovery]"
     for key, value in tables["recovery"].items():
         name = _RECOVERY_KEYS.get(key)
@@ -278,7 +331,7 @@ def load_config(path: Path | None, explicit: bool = False) -> tuple[Config, list
     return validate(replace(config, **changes)), warnings
 
 
-_SECTIONS = ("monitor", "health", "reading", "recovery")
+_SECTIONS = ("monitor", "health", "reading", "recovery", "notify")
 # [recovery] key → Config field
 _RECOVERY_KEYS = {"model": "model", "auto": "auto_recover", "patterns": "patterns",
                   "journal": "journal"}

@@ -140,3 +140,20 @@ def test_bad_config_exits_2_without_traceback(tmp_path, text):
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "bad.toml" in lines[0], proc.stderr
+
+
+def test_notify_section_and_its_errors(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[notify]\non = ["failed", "healthy"]\nhold = "2m"\ncommand = "notify me \'now please\'"\n'
+                    'webhook = "https://ntfy.sh/x"\nwebhook_format = "slack"\nterminal = "osc777"\n')
+    notify = load_config(path, explicit=True)[0].notify
+    assert notify.on == ("failed", "healthy") and notify.hold == 120
+    assert notify.command == ("notify", "me", "now please")  # split into argv, never a shell
+    assert notify.sinks() == ["command", "terminal", "webhook"]
+    assert "[notify]" in Config(notify=notify).to_toml()
+    for bad, match in (('on = ["failed", "nope"]', "unknown badge"), ('terminal = "loud"', "one of"),
+                       ('webhook = "file:///etc/passwd"', "http"), ("hold = -1", "0 or more"),
+                       ("command = [1]", "list of strings"), ("timeout = 0", "greater than 0")):
+        path.write_text(f"[notify]\n{bad}\n")
+        with pytest.raises(ConfigError, match=match):
+            load_config(path, explicit=True)

@@ -1,0 +1,131 @@
+"""One notification's words, built once for every sink: title, lines, environment, bodies.
+
+Everything from task data is sanitised when the Alert is made (`alert_for`), so no sink can
+pass a task's control characters to a terminal, a desktop or a command.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from bgmon.model import Badge, TaskSnapshot
+from bgmon.notify.policy import Alert, Batch
+
+MAX_LINES = 10  # a notification lists at most this many tasks, then "… and N more"
+
+
+_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " ")
+
+
+def printable(text: str) -> str:
+    """Task text with every control character (escape sequences, newlines, bells) made a space."""
+    return text.translate(_CONTROLS)
+
+
+def alert_for(s: TaskSnapshot) -> Alert:
+    first = s.health.reasons[0] if s.health.reasons else None
+    return Alert(
+        key=printable(s.key), id=printable(s.id), name=printable(s.name),
+        group=printable(s.group), path=printable(s.path), old=None,
+        new=s.health.badge.value, reason=printable(first.detail) if first else "",
+        rule=first.rule if first else None, since=0.0,
+    )
+
+
+def _glyph(badge: str | None) -> str:
+    try:
+        return Badge(badge).glyph if badge else ""
+    except ValueError:
+        return ""
+
+
+def open_hint(a: Alert) -> str:
+    """How to get to the task: its evidence from a shell, and where its files are."""
+    return f"open: bgmon history {a.id} · {a.path}"
+
+
+def line(a: Alert) -> str:
+    """`✗ name (id): healthy → failed: reason`, as --once words it."""
+    who = a.name if a.id == a.name else f"{a.name} ({a.id})"
+    was = f"{a.old} → " if a.old else "new, "
+    why = f": {a.reason}" if a.reason else ""
+    return f"{_glyph(a.new)} {who}: {was}{a.new}{why}"
+
+
+def title(batch: Batch) -> str:
+    if len(batch.alerts) == 1:
+        a = batch.alerts[0]
+        return f"bgmon: {a.name} {a.new}"
+    return f"bgmon: {len(batch.alerts)} tasks changed"
+
+
+def lines(batch: Batch) -> list[str]:
+    alerts = batch.alerts
+    out = [line(a) for a in alerts[:MAX_LINES]]
+    if len(alerts) == 1:
+        out.append(open_hint(alerts[0]))
+    elif len(alerts) > MAX_LINES:
+        out.append(f"… and {len(alerts) - MAX_LINES} more (bgmon --once)")
+    return out
+
+
+def body(batch: Batch) -> str:
+    return "\n".join(lines(batch))
+
+
+def environment(batch: Batch) -> dict[str, str]:
+    """BGMON_* variables for the command sink: the first (worst) task, plus the whole batch."""
+    a = batch.alerts[0]
+    return {
+        "BGMON_OLD_BADGE": a.old or "",
+        "BGMON_NEW_BADGE": a.new,
+        "BGMON_TASK_KEY": a.key,
+        "BGMON_TASK_ID": a.id,
+        "BGMON_TASK_NAME": a.name,
+        "BGMON_TASK_PATH": a.path,
+        "BGMON_REASON": a.reason,
+        "BGMON_RULE": a.rule or "",
+        "BGMON_COUNT": str(len(batch.alerts)),
+        "BGMON_TITLE": title(batch),
+        "BGMON_MESSAGE": body(batch),
+        "BGMON_ALERTS": orjson.dumps([alert_json(x) for x in batch.alerts]).decode(),
+    }
+
+
+def alert_json(a: Alert) -> dict[str, Any]:
+    return {"key": a.key, "id": a.id, "name": a.name, "group": a.group, "path": a.path,
+            "from": a.old, "to": a.new, "reason": a.reason, "rule": a.rule}
+
+
+_NTFY_TAGS = {"failed": "x", "stuck": "pause_button", "struggling": "warning",
+              "waiting": "hourglass", "healthy": "white_check_mark", "completed": "checkered_flag"}
+
+
+def ntfy_body(batch: Batch, topic: str) -> dict[str, Any]:
+    """ntfy's JSON publishing form (POSTed to the server's root URL, the topic in the body)."""
+    worst = batch.alerts[0]
+    return {
+        "topic": topic,
+        "title": title(batch),
+        "message": body(batch),
+        "tags": [_NTFY_TAGS.get(worst.new, "bell")],
+        "priority": 4 if worst.severity >= 4 else 3,
+    }
+
+
+def slack_body(batch: Batch) -> dict[str, Any]:
+    """A Slack incoming webhook's body: `text`, in Slack's plain mrkdwn."""
+    text = "*" + _slack_escape(title(batch)) + "*\n" + "\n".join(_slack_escape(x) for x in lines(batch))
+    return {"text": text}
+
+
+def _slack_escape(text: str) -> str:
+    # Slack treats these three as control characters in message text.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def json_body(batch: Batch) -> dict[str, Any]:
+    return {"title": title(batch), "message": body(batch),
+            "alerts": [alert_json(a) for a in batch.alerts]}
