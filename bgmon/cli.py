@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +36,7 @@ def exit_for_signal(signum: int) -> int:
     return 128 + signum
 
 
-SUBCOMMANDS = ("demo", "run", "propose", "approve", "reject", "history", "report")
+SUBCOMMANDS = ("demo", "run", "watch", "propose", "approve", "reject", "history", "report")
 SERVE = "serve"  # the live engine without a screen (the monitor's own options)
 
 EPILOG = """\
@@ -43,6 +44,7 @@ commands:
   bgmon serve --metrics HOST:PORT the live engine without a screen, for Prometheus
   bgmon demo [--dir DIR] [--once] simulated agents, then the TUI on them (--once: as text)
   bgmon run [OPTIONS] -- CMD ...  supervise a command as a monitored background task
+  bgmon watch [ROOT ...]          no screen: send notifications on badge changes ([notify])
   bgmon propose TASK [--json]     ask for a recovery proposal (Claude, or built-in rules)
   bgmon approve PROPOSAL_ID       run an approved proposal's actions
   bgmon reject PROPOSAL_ID        reject a proposal (--reason TEXT)
@@ -91,6 +93,53 @@ def add_monitor_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path, help="TOML config (default $XDG_CONFIG_HOME/bgmon/config.toml)")
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in text.split(",") if w.strip())
+
+
+def add_notify_options(p: argparse.ArgumentParser) -> None:
+    """Where and when badge changes are announced ([notify] in the config; flags win)."""
+    from bgmon.config import NOTIFY_TERMINAL, WEBHOOK_FORMATS
+
+    g = p.add_argument_group("notifications (README: Get told)")
+    g.add_argument("--notify-on", type=_words, metavar="BADGES",
+                   help="badges whose arrival notifies, comma-separated "
+                   "(default failed,stuck,struggling,waiting)")
+    g.add_argument("--notify-hold", type=_duration, metavar="D",
+                   help="a new badge must hold this long first (default 30s)")
+    g.add_argument("--notify-interval", type=_duration, metavar="D",
+                   help="at most one notification per this long (default 60s)")
+    g.add_argument("--notify-command", metavar="CMD",
+                   help="run this argv (split like a shell would, never run by one) with BGMON_* "
+                   "variables")
+    g.add_argument("--notify-desktop", action="store_true",
+                   help="desktop notifications (notify-send, terminal-notifier or osascript)")
+    g.add_argument("--notify-terminal", choices=NOTIFY_TERMINAL,
+                   help="in the TUI: ring the bell or send an OSC 9 / OSC 777 notification")
+    g.add_argument("--notify-webhook", metavar="URL", help="POST a JSON body to this URL")
+    g.add_argument("--notify-format", choices=WEBHOOK_FORMATS,
+                   help="the webhook's body: ntfy, slack or json (default ntfy)")
+
+
+def _notify_changes(args: argparse.Namespace, notify):
+    changes: dict = {}
+    for flag, name in (("notify_on", "on"), ("notify_hold", "hold"),
+                       ("notify_interval", "min_interval"), ("notify_terminal", "terminal"),
+                       ("notify_webhook", "webhook"), ("notify_format", "webhook_format")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[name] = value
+    command = getattr(args, "notify_command", None)
+    if command is not None:
+        try:
+            changes["command"] = tuple(shlex.split(command))
+        except ValueError as exc:
+            raise UsageError(f"--notify-command: {exc}") from None
+    if getattr(args, "notify_desktop", False):
+        changes["desktop"] = True
+    return replace(notify, **changes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="bgmon",
@@ -102,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="print every task once and exit")
-    mode.add_argument("--follow", action="store_true", help="stream changes as JSON lines (with --json)")
+    mode.add_argument("--follow", action="store_true",
+                      help="print every change until interrupted: a --once line each (JSON lines "
+                      "with --json)")
     p.add_argument("--json", action="store_true", help="with --once or --follow: JSON output")
     p.add_argument("--print-config", action="store_true", help="print the effective configuration")
     p.add_argument(
@@ -118,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --once: write the metrics to PATH atomically (node_exporter's "
                    "textfile collector), instead of printing")
     add_monitor_options(p)
+    add_notify_options(p)
     return p
 
 
@@ -145,6 +197,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
         changes["auto_recover"] = True
     if args.stuck_after is not None:
         changes["thresholds"] = replace(config.thresholds, stuck_after=args.stuck_after)
+    changes["notify"] = _notify_changes(args, config.notify)
     return validate(replace(config, **changes)), warnings
 
 
@@ -197,6 +250,36 @@ def _metrics(address: str, config: Config):
     return board, server
 
 
+def _check_roots(config: Config) -> None:
+    for root in config.roots:
+        if not os.path.isdir(os.path.expanduser(root)):
+            raise UsageError(f"ROOT {root} is not a directory")
+
+
+def _watch_main(argv: list[str]) -> int:
+    p = _Parser(prog="bgmon watch", description="Watch without a screen and send a notification "
+                "when a task's badge changes (sinks: [notify] in the config, or the flags). Each "
+                "notification is also printed on stdout.")
+    p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
+    add_monitor_options(p)
+    add_notify_options(p)
+    args = p.parse_args(argv)
+    config, warnings = resolve_config(args)
+    for w in warnings:
+        print(f"bgmon: {w}", file=sys.stderr)
+    _check_roots(config)
+    from bgmon.live import watch
+    from bgmon.notify.notifier import notifier_for
+    from bgmon.notify.sinks import LogSink
+
+    if not config.notify.sinks():
+        print("bgmon: no notification sink is on ([notify] command, desktop or webhook, or "
+              "--notify-…): notifications go to stdout only", file=sys.stderr)
+    notifier = notifier_for(config, extra=[LogSink(sys.stdout)])
+    assert notifier is not None
+    return watch(config, notifier)
+
+
 def _check_modes(args: argparse.Namespace, serving: bool) -> None:
     if args.json and not (args.once or args.follow):
         raise UsageError("--json goes with --once or --follow")
@@ -219,23 +302,21 @@ def _monitor_main(argv: list[str], serving: bool = False) -> int:
     if args.print_config:
         sys.stdout.write(config.to_toml())
         return EXIT_OK
-    for root in config.roots:
-        if not os.path.isdir(os.path.expanduser(root)):
-            raise UsageError(f"ROOT {root} is not a directory")
+    _check_roots(config)
     if args.once:
         return _once(config, args.json, args.textfile)
-    if args.follow and not args.json:
-        raise UsageError("--follow writes JSON lines: add --json")
+    from bgmon.notify.notifier import notifier_for
+
     board, server = _metrics(args.metrics, config) if args.metrics else (None, None)
     try:
         if serving:
             from bgmon.live import serve
 
-            return serve(config, board)
+            return serve(config, board, notifier_for(config))
         if args.follow:
             from bgmon.live import follow
 
-            return follow(config, board)
+            return follow(config, board, args.json, notifier_for(config))
         from bgmon.views.tui.app import run_tui
 
         return run_tui(config, board)
@@ -256,6 +337,8 @@ def _subcommand_main(name: str, argv: list[str]) -> int:
         sub = p.add_subparsers(dest="command")
         supervise.add_parser(sub)
         return supervise.main(p.parse_args([name, *argv]))
+    if name == "watch":
+        return _watch_main(argv)
     from bgmon.recovery import cli as recovery_cli
 
     p = _Parser(prog="bgmon")

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from watchfiles import awatch
 
@@ -25,6 +25,9 @@ from bgmon.cli import EXIT_OK
 from bgmon.config import Config
 from bgmon.engine import Change, Monitor
 from bgmon.recovery.auto import AutoRecovery
+
+if TYPE_CHECKING:
+    from bgmon.notify.notifier import Notifier
 
 TICK_MS = 1000  # time-based rules (stuck) are re-checked at least this often
 MAX_WATCHED = 8000  # beyond this, rely on the sweep (inotify watches are a shared budget)
@@ -52,12 +55,14 @@ class LiveEngine:
         recorder: Recorder | None = None,
         auto: AutoRecovery | None = None,
         sweeps: SweepStats | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.monitor = monitor
         self.sweeps = sweeps if sweeps is not None else SweepStats()  # the exporter reads them
         self.emit = emit
         self.recorder = recorder
         self.auto = auto  # rule-based recovery for tasks that opted in (autoRecover: true)
+        self.notifier = notifier  # announces badge changes ([notify])
         self.journal_errors = 0
         self.clock = clock
         self.config: Config = monitor.config
@@ -158,6 +163,9 @@ class LiveEngine:
             # Every pass, changes or not: a fault held back while bgmon run still restarts the
             # task is picked up once its supervisor gives up, which may change nothing else.
             self.auto.on_changes(changes, monitor.find)
+        if self.notifier is not None:
+            # Every pass too: a new badge is announced once it has held, which takes time.
+            self.notifier.on_changes(changes, monitor.clock())
         if changes or first:
             self.emit(changes)
         return sweep or bool(paths)
@@ -195,20 +203,52 @@ def _recorder(config: Config) -> Recorder | None:
         return None
 
 
-def run_live(config: Config, monitor: Monitor, emit: Callable[[list[Change]], None],
-             sweeps: SweepStats | None = None) -> None:
-    """Run the live engine (journal, opted-in auto recovery) until SIGINT or SIGTERM."""
+def run_live(
+    config: Config,
+    monitor: Monitor,
+    emit: Callable[[list[Change]], None],
+    sweeps: SweepStats | None = None,
+    notifier: Notifier | None = None,
+    done: Callable[[], bool] | None = None,
+    timeout: float | None = None,
+    journal: bool = True,
+) -> bool:
+    """Run the live engine without a screen until SIGINT or SIGTERM, until `done()` says so
+    after a pass, or until `timeout` seconds pass (then returns True). `journal`: record badge
+    changes and let opted-in automatic recovery act (the monitors do; `bgmon wait` only
+    watches). `notifier` announces badge changes ([notify])."""
+    timed_out = False
 
     async def main() -> None:
-        recorder = _recorder(config)
-        auto = AutoRecovery(recorder) if recorder is not None and config.auto_recover else None
-        engine = LiveEngine(monitor, emit, recorder=recorder, auto=auto, sweeps=sweeps)
+        nonlocal timed_out
         loop = asyncio.get_running_loop()
+        recorder = _recorder(config) if journal else None
+        auto = AutoRecovery(recorder) if recorder is not None and config.auto_recover else None
+
+        def emit_then_check(changes: list[Change]) -> None:
+            emit(changes)
+            if done is not None and done():
+                loop.call_soon_threadsafe(engine.stop)
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            engine.stop()
+
+        engine = LiveEngine(monitor, emit_then_check, recorder=recorder, auto=auto, sweeps=sweeps,
+                            notifier=notifier)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, engine.stop)
+        if timeout is not None:
+            loop.call_later(timeout, expire)
         await engine.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if notifier is not None:
+            notifier.close()  # what was confirmed before the stop still goes out
+    return timed_out
 
 
 def to_board(monitor: Monitor, board: Board) -> Callable[[list[Change]], None]:
@@ -228,25 +268,32 @@ def to_board(monitor: Monitor, board: Board) -> Callable[[list[Change]], None]:
     return emit
 
 
-def follow(config: Config, board: Board | None = None) -> int:
-    """`bgmon --follow --json`: a hello line, snapshot lines, a synced line, then one line per
-    change, until a signal. With `board`, the metrics endpoint's board is kept current too."""
+def follow(config: Config, board: Board | None = None, as_json: bool = True,
+           notifier: Notifier | None = None) -> int:
+    """`bgmon --follow`: the tasks as they are, then every change, until a signal. With --json:
+    a hello line, snapshot lines, a synced line, then one line per change; else --once lines
+    (views/text). With `board`, the metrics endpoint's board is kept current too."""
     from bgmon.views import jsonout
+    from bgmon.views.text import ChangePrinter
 
     out = sys.stdout.buffer
     monitor = Monitor(config)
+    printer = None if as_json else ChangePrinter(sys.stdout)
     started = False
     warnings: list[str] = []
     to_metrics = to_board(monitor, board) if board is not None else None
 
     def emit(changes: list[Change]) -> None:
-        nonlocal started
+        nonlocal started, warnings
         if to_metrics is not None:
             to_metrics(changes)
-        nonlocal warnings
         now = monitor.clock()
-        if not started:
-            started = True
+        first, started = not started, True
+        if printer is not None:
+            printer.print_changes([Change("added", s.key, s) for s in monitor.snapshots()]
+                                  if first else changes, now)
+            return
+        if first:
             snaps = monitor.snapshots()
             warnings = monitor.warnings()
             # After the first look rather than at once: by then SIGINT stops the engine cleanly.
@@ -264,15 +311,33 @@ def follow(config: Config, board: Board | None = None) -> int:
             out.flush()
 
     try:
-        run_live(config, monitor, emit, board.sweeps if board is not None else None)
+        run_live(config, monitor, emit, board.sweeps if board is not None else None, notifier)
     except BrokenPipeError:
         pass
     return EXIT_OK
 
 
-def serve(config: Config, board: Board) -> int:
+def serve(config: Config, board: Board, notifier: Notifier | None = None) -> int:
     """`bgmon serve --metrics HOST:PORT`: the live engine keeping the metrics' board current,
     with nothing on screen, until SIGINT or SIGTERM."""
     monitor = Monitor(config)
-    run_live(config, monitor, to_board(monitor, board), board.sweeps)
+    run_live(config, monitor, to_board(monitor, board), board.sweeps, notifier)
+    return EXIT_OK
+
+
+def watch(config: Config, notifier: Notifier) -> int:
+    """`bgmon watch`: no screen; notifications (each also printed by the caller's log sink), the
+    journal, and one line on stderr once the first look is done."""
+    monitor = Monitor(config)
+    started = False
+
+    def emit(changes: list[Change]) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            sinks = ", ".join(s.name for s in notifier.sinks)
+            print(f"bgmon watch: watching {len(monitor.snapshots())} task(s); notifying by {sinks}",
+                  file=sys.stderr, flush=True)
+
+    run_live(config, monitor, emit, notifier=notifier)
     return EXIT_OK

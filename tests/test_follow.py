@@ -23,6 +23,10 @@ class Lines:
         self.buf = b""
 
     def next(self, timeout: float = 20.0) -> dict | None:
+        line = self.raw(timeout)
+        return None if line is None else orjson.loads(line)
+
+    def raw(self, timeout: float = 20.0) -> bytes | None:
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
@@ -33,7 +37,7 @@ class Lines:
                 return None
             self.buf += chunk
         line, _, self.buf = self.buf.partition(b"\n")
-        return orjson.loads(line)
+        return line
 
     def until(self, predicate, timeout: float = 20.0) -> dict | None:
         deadline = time.monotonic() + timeout

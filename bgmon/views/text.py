@@ -10,6 +10,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
+from bgmon.engine import Change
 from bgmon.model import Badge, TaskSnapshot
 from bgmon.timefmt import clock
 from bgmon.views.order import arrange, counts
@@ -51,14 +52,18 @@ def task_line(s: TaskSnapshot, depth: int = 0) -> Text:
     return line
 
 
+def _console(out: TextIO) -> Console:
+    # markup=False: task names, paths and warnings are other people's text, never Rich markup.
+    return Console(file=out, highlight=False, soft_wrap=True, emoji=False, markup=False)
+
+
 def render(
     snaps: list[TaskSnapshot],
     warnings: list[str],
     looked: list[str],
     out: TextIO,
 ) -> None:
-    # markup=False: task names, paths and warnings are other people's text, never Rich markup.
-    console = Console(file=out, highlight=False, soft_wrap=True, emoji=False, markup=False)
+    console = _console(out)
     if not snaps:
         console.print("No background tasks found. Looked in:")
         for where in looked:
@@ -78,3 +83,41 @@ def render(
             console.print(f"  {w}")
         if len(warnings) > 10:
             console.print(f"  … and {len(warnings) - 10} more (see --json)")
+
+
+class ChangePrinter:
+    """`bgmon --follow` as text, for a tmux pane or a log file: the tasks as they are, then one
+    `--once` line per change, under its group's heading whenever the group differs from the
+    line before. A change that does not alter a task's line (a new event in its log, say)
+    prints nothing."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.console = _console(out)
+        self._shown: dict[str, str] = {}  # task key → its line as last printed
+        self._names: dict[str, str] = {}  # task key → "name (id)", for its removal line
+        self._group: str | None = None
+
+    def print_changes(self, changes: list[Change], now: float) -> None:
+        snaps = [c.snapshot for c in changes if c.kind != "removed" and c.snapshot is not None]
+        for group, rows in arrange(snaps):
+            for depth, s in rows:
+                line = task_line(s, depth + 1)
+                if self._shown.get(s.key) == line.plain:
+                    continue
+                self._heading(group)
+                self._shown[s.key] = line.plain
+                self._names[s.key] = s.name if s.id == s.name else f"{s.name} ({s.id})"
+                self.console.print(line)
+        for c in changes:
+            if c.kind == "removed" and c.key in self._shown:
+                del self._shown[c.key]
+                line = Text(f"  [{clock(now)}] ", style="dim")
+                line.append(self._names.pop(c.key, c.key), style="bold")
+                self.console.print(line.append(": no longer found"))
+        self.out.flush()
+
+    def _heading(self, group: str) -> None:
+        if group != self._group:
+            self._group = group
+            self.console.print(Text(group, style="bold underline"))
