@@ -22,9 +22,11 @@ from bgmon.config import Config
 from bgmon.engine import Change, Monitor
 from bgmon.live import LiveEngine
 from bgmon.model import TaskSnapshot
+from bgmon.notify.notifier import Notifier
 from bgmon.recovery.auto import AutoRecovery
 from bgmon.recovery.service import RecoveryService
 from bgmon.views.order import SORTS, counts
+from bgmon.views.tui.alerts import tui_notifier
 from bgmon.views.tui.detail import DetailPanel, render_group, render_task
 from bgmon.views.tui.fmt import age
 from bgmon.views.tui.help import HelpScreen
@@ -75,6 +77,7 @@ class BgmonApp(App[int]):
         self.selected: str | None = None  # task key or group key under the cursor
         self.engine: LiveEngine | None = None
         self.auto: AutoRecovery | None = None
+        self.notifier: Notifier | None = None
         self._lock = threading.Lock()
         self._pending: dict[str, Change] = {}
         self._meta: tuple[list[str], list[str]] | None = None
@@ -126,9 +129,11 @@ class BgmonApp(App[int]):
         if self.auto is None and self.recovery is not None and self.config.auto_recover:
             # One for the app's life: its attempt counters outlive an engine restart.
             self.auto = AutoRecovery(self.recovery)
+        if self.notifier is None:  # one for the app's life too: it remembers what was said
+            self.notifier = tui_notifier(self, self.config)
         sweeps = self.board.sweeps if self.board is not None else None
         self.engine = LiveEngine(self.monitor, self.emit, recorder=self.recovery, auto=self.auto,
-                                 sweeps=sweeps)
+                                 sweeps=sweeps, notifier=self.notifier)
         self.run_worker(self.engine.run(), name="engine", group="engine", exclusive=True, exit_on_error=False)
 
     def emit(self, changes: list[Change]) -> None:
@@ -149,6 +154,8 @@ class BgmonApp(App[int]):
     def on_unmount(self) -> None:
         if self.engine is not None:
             self.engine.stop()
+        if self.notifier is not None:
+            self.notifier.close(wait=1.0)
         self.panel.stop()  # a request still out is cancelled: its answer is dropped
         if self.recovery is not None:
             self.recovery.close()
