@@ -7,7 +7,7 @@ follow from this list. docs/agents.md says what each one reads and how it decide
 
 from __future__ import annotations
 
-from bgmon.agents import claude, codex, gemini, omo, opencode, worktrees
+from bgmon.agents import claude, codex, copilot, gemini, omo, opencode, worktrees
 from bgmon.agents.base import Agent, DocFormat, LineFormat, Parser
 
 REGISTRY: tuple[Agent, ...] = (
@@ -17,6 +17,7 @@ REGISTRY: tuple[Agent, ...] = (
     omo.AGENT,
     gemini.AGENT,
     opencode.AGENT,
+    copilot.AGENT,
 )
 
 _BY_NAME = {a.name: a for a in REGISTRY}

@@ -1,0 +1,189 @@
+"""GitHub Copilot CLI: `~/.copilot/session-state/<session id>/events.jsonl` (or $COPILOT_HOME),
+one event per line `{type, data, id, timestamp, parentId}` (the schema of github/copilot-sdk's
+session-events). Older versions wrote `session-state/<session id>.jsonl`."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from bgmon.agents.base import Agent, LineFormat, Scan
+from bgmon.formats import canonical_input
+from bgmon.model import Event, EventKind, clip
+from bgmon.sources.found import TaskSpec, is_dir, mtime, scandir
+from bgmon.timefmt import parse_time
+
+NAME = "copilot"
+EVENTS = "events.jsonl"
+_EXIT = re.compile(r"<exited with exit code (-?\d+)>")
+_TODO = re.compile(r"^\s*[-*]\s*\[([ xX~-])\]\s*(.+)$", re.M)
+
+
+def discover(scan: Scan) -> None:
+    assert scan.home is not None
+    found = scan.found
+    state = scan.home / "session-state"
+    found.looked.append(str(state / "*" / EVENTS))
+    entries = scandir(str(state), found)
+    if entries:
+        found.watch.add(str(state))
+    for entry in entries:
+        if is_dir(entry):
+            path, sid = os.path.join(entry.path, EVENTS), entry.name
+            if os.path.isfile(path):
+                found.watch.add(entry.path)
+        elif entry.name.endswith(".jsonl"):
+            path, sid = entry.path, entry.name[:-6]
+        else:
+            continue
+        if mtime(path) < scan.cutoff:
+            continue
+        found.specs.append(TaskSpec(
+            key=f"{NAME}:{sid}", source=NAME, id=sid[:8], name=sid[:8], path=path, group=NAME,
+            logs=(path,), fmt=NAME, transcript=True,
+        ))
+
+
+def _todos(text: object, ts: float | None, out: list[Event]) -> None:
+    """`update_todo`'s markdown checklist → progress (checked of all) and the first open item."""
+    if not isinstance(text, str):
+        return
+    items = _TODO.findall(text)
+    if not items:
+        return
+    done = sum(1 for mark, _ in items if mark in "xX")
+    out.append(Event(EventKind.PROGRESS, ts=ts, done=done, total=len(items)))
+    current = next((t.strip() for mark, t in items if mark not in "xX"), None)
+    if current:
+        out.append(Event(EventKind.STEP, ts=ts, text=clip(current, 400)))
+
+
+def parse(obj: dict) -> list[Event] | None:
+    kind, data = obj.get("type"), obj.get("data")
+    if not isinstance(kind, str) or not isinstance(data, dict):
+        return None
+    ts = parse_time(obj.get("timestamp"))
+    handler = _HANDLERS.get(kind)
+    return handler(data, ts) if handler else []
+
+
+def _start(data: dict, ts: float | None) -> list[Event]:
+    context = data.get("context") if isinstance(data.get("context"), dict) else {}
+    cwd = context.get("cwd")
+    sid = data.get("sessionId")
+    return [Event(EventKind.META, ts=ts, cwd=cwd if isinstance(cwd, str) else None,
+                  text=sid if isinstance(sid, str) else None)]
+
+
+def _user(data: dict, ts: float | None) -> list[Event]:
+    text = data.get("content")
+    return [Event(EventKind.TURN_START, ts=ts, text=clip(text if isinstance(text, str) else "prompt", 400))]
+
+
+def _assistant(data: dict, ts: float | None) -> list[Event]:
+    text = data.get("content")
+    out = []
+    if isinstance(text, str) and text.strip():
+        out.append(Event(EventKind.MESSAGE, ts=ts, text=clip(text.strip(), 400)))
+        if not data.get("toolRequests"):
+            # A reply without tool requests is the turn's answer; nothing else marks the end in
+            # the file (session.idle is not written), so it is a tentative end.
+            out.append(Event(EventKind.TURN_END, ts=ts, text="text_only"))
+    return out
+
+
+def _tool_start(data: dict, ts: float | None) -> list[Event]:
+    tool = clip(str(data.get("toolName") or "tool"), 80)
+    call_id = clip(str(data.get("toolCallId") or ""), 120) or None
+    args = data.get("arguments")
+    out = [Event(EventKind.TOOL_CALL, ts=ts, tool=tool, call_id=call_id, input=canonical_input(args))]
+    if tool == "update_todo" and isinstance(args, dict):
+        _todos(args.get("todos"), ts, out)
+    return out
+
+
+def _tool_complete(data: dict, ts: float | None) -> list[Event]:
+    call_id = clip(str(data.get("toolCallId") or ""), 120) or None
+    result = data.get("result") if isinstance(data.get("result"), dict) else {}
+    content = result.get("content") if isinstance(result.get("content"), str) else ""
+    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    ok = data.get("success") is not False
+    why = None if ok else str(error.get("message") or content or "failed")
+    code = _EXIT.search(content)
+    if ok and code is not None and code.group(1) != "0":
+        ok, why = False, f"exit code {code.group(1)}: {content[: code.start()].strip()}"
+    why = clip(why, 400)
+    return [Event(EventKind.TOOL_RESULT, ts=ts, call_id=call_id, ok=ok, error=why)]
+
+
+def _abort(data: dict, ts: float | None) -> list[Event]:
+    return [Event(EventKind.TURN_ABORTED, ts=ts, text=clip(str(data.get("reason") or "aborted"), 400))]
+
+
+def _error(data: dict, ts: float | None) -> list[Event]:
+    text = f"{data.get('errorType') or 'error'}: {data.get('message') or ''}".strip()
+    return [Event(EventKind.API_ERROR, ts=ts, text=clip(text, 400))]
+
+
+def _idle(data: dict, ts: float | None) -> list[Event]:
+    kind = EventKind.TURN_ABORTED if data.get("aborted") else EventKind.TURN_END
+    return [Event(kind, ts=ts, text="idle")]
+
+
+def _shutdown(data: dict, ts: float | None) -> list[Event]:
+    if data.get("shutdownType") == "error":
+        return [Event(EventKind.API_ERROR, ts=ts, text=clip(str(data.get("errorReason") or "crashed"), 400))]
+    return [Event(EventKind.TURN_END, ts=ts, text="shutdown")]
+
+
+def _subagent(ok: bool | None):
+    def handle(data: dict, ts: float | None) -> list[Event]:
+        call_id = clip(str(data.get("toolCallId") or ""), 120) or None
+        if ok is None:
+            return [Event(EventKind.BG_START, ts=ts, call_id=call_id, text=clip(str(data.get("agentName")), 80))]
+        out = [Event(EventKind.BG_END, ts=ts, call_id=call_id, ok=ok)]
+        if not ok:
+            out.append(Event(EventKind.ERROR, ts=ts, text=clip(f"sub-agent {data.get('agentName')} failed: "
+                                                               f"{data.get('error') or ''}", 400)))
+        return out
+    return handle
+
+
+def _heartbeat(data: dict, ts: float | None) -> list[Event]:
+    return [Event(EventKind.HEARTBEAT, ts=ts)]
+
+
+_HANDLERS = {
+    "session.start": _start,
+    "session.resume": _start,
+    "user.message": _user,
+    "assistant.message": _assistant,
+    "assistant.turn_start": _heartbeat,
+    "assistant.turn_end": _heartbeat,
+    "tool.execution_start": _tool_start,
+    "tool.execution_progress": _heartbeat,
+    "tool.execution_complete": _tool_complete,
+    "abort": _abort,
+    "session.error": _error,
+    "session.idle": _idle,
+    "session.shutdown": _shutdown,
+    "subagent.started": _subagent(None),
+    "subagent.completed": _subagent(True),
+    "subagent.failed": _subagent(False),
+}
+
+
+def looks_like(obj: dict) -> bool:
+    return isinstance(obj.get("data"), dict) and "parentId" in obj and isinstance(obj.get("type"), str) \
+        and "." in obj["type"]
+
+
+AGENT = Agent(
+    name=NAME,
+    label="GitHub Copilot CLI sessions",
+    discover=discover,
+    formats=(LineFormat(NAME, parse, looks_like, head_first=True),),
+    home="~/.copilot",
+    home_env=(("COPILOT_HOME", ""),),
+    processes=frozenset({"copilot"}),
+)
