@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bgmon.activity import ActivitySummary
+from bgmon.clip import clip
 from bgmon.config import Thresholds
 from bgmon.model import Badge, Event, Health, ProcFacts, Reason
 from bgmon.timefmt import ago
@@ -79,7 +80,7 @@ def _call_text(ev: Event | None) -> str:
         return "?"
     text = ev.tool or "call"
     if ev.input:
-        shown = ev.input if len(ev.input) <= 60 else ev.input[:59] + "…"
+        shown = clip(ev.input, 60)
         text += f" {shown}"
     return text
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from bgmon.clip import clip_optional
+
 
 class Badge(StrEnum):
     HEALTHY = "healthy"
@@ -178,7 +180,5 @@ class TaskSnapshot:
 
 
 def clip(text: str | None, limit: int = 400) -> str | None:
-    """Bound a text for events and views, marking the cut."""
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
+    """Bound a text for events and views, marking the cut (bgmon.clip decides how)."""
+    return clip_optional(text, limit)

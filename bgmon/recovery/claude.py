@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from bgmon.clip import clip, flat
 from bgmon.model import TaskSnapshot
 from bgmon.recovery import rules
 from bgmon.recovery.breaker import CircuitBreaker
@@ -155,9 +156,7 @@ def default_model() -> str:
 
 
 def _cut(value: object, limit: int = TEXT_CUT) -> object:
-    if isinstance(value, str) and len(value) > limit:
-        return value[: limit - 1] + "…"
-    return value
+    return clip(value, limit) if isinstance(value, str) else value
 
 
 def _events_block(snapshot: TaskSnapshot, budget: int) -> str:
@@ -298,9 +297,6 @@ def parse_reply(message: Any) -> dict[str, Any]:
     return data
 
 
-def _clip(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ClaudeAdvisor:
@@ -390,7 +386,7 @@ class ClaudeAdvisor:
         try:
             client = self._get_client()
         except anthropic.AnthropicError as exc:
-            return fallback(f"no API key ({_clip(redact(str(exc)), 200)})")
+            return fallback(f"no API key ({flat(redact(str(exc)), 200)})")
         if client is None:
             return fallback("no API key")
 
@@ -414,7 +410,7 @@ class ClaudeAdvisor:
         except Exception as exc:  # anything else from the SDK/transport: degrade, never crash
             with self._lock:
                 self.breaker.record_failure()
-            return fallback(f"API error: {type(exc).__name__}: {_clip(redact(str(exc)), 200)}")
+            return fallback(f"API error: {type(exc).__name__}: {flat(redact(str(exc)), 200)}")
         with self._lock:
             self.breaker.record_success()  # the API worked, even if the model's output is bad
 
@@ -433,7 +429,7 @@ class ClaudeAdvisor:
             source="claude",
             model=getattr(message, "model", None) or model,
             degraded_reason=None,
-            diagnosis=_clip(redact(data["diagnosis"]), 2000),
+            diagnosis=flat(redact(data["diagnosis"]), 2000),
             confidence=float(data["confidence"]),
             actions=actions,
             refused=tuple(redact_obj(r) for r in refused),  # type: ignore[misc]
@@ -461,7 +457,7 @@ class ClaudeAdvisor:
                     text += f": {err['message']}"
         else:
             text = f"{type(exc).__name__}: {exc}"
-        return "API error: " + _clip(redact(text), 200)
+        return "API error: " + flat(redact(text), 200)
 
 
 def _raw_input(message: Any) -> object:
@@ -470,7 +466,7 @@ def _raw_input(message: Any) -> object:
         if getattr(b, "type", None) == "tool_use":
             raw = getattr(b, "input", None)
             text = orjson.dumps(raw, default=str).decode()
-            return redact_obj(raw) if len(text) <= 4000 else _clip(redact(text), 4000)
+            return redact_obj(raw) if len(text) <= 4000 else flat(redact(text), 4000)
         if getattr(b, "type", None) == "text":
-            return _clip(redact(getattr(b, "text", "") or ""), 1000)
+            return flat(redact(getattr(b, "text", "") or ""), 1000)
     return None

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import orjson
 
 from bgmon.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bgmon.clip import clip, flat
 from bgmon.model import TaskSnapshot
 from bgmon.recovery.journal import PENDING, Journal, JournalUnreadable
 from bgmon.recovery.proposal import Proposal
@@ -266,8 +267,7 @@ def format_proposal(p: Proposal) -> str:
         lines.append("  refused (will not run):")
         for r in p.refused:
             raw = orjson.dumps(r.get("raw"), default=str).decode()
-            if len(raw) > 300:
-                raw = raw[:299] + "…"
+            raw = clip(raw, 300)
             lines.append(f"    - {raw}: {r.get('reason')}")
     lines.append(f"  approve: bgmon approve {p.id}    reject: bgmon reject {p.id} --reason TEXT")
     return "\n".join(lines) + "\n"
@@ -302,9 +302,7 @@ def format_record(r: dict[str, Any]) -> str:
         elif p.get("degraded_reason"):
             origin += f" ({p.get('degraded_reason')})"
         acts = ", ".join(str(a.get("kind")) for a in _list(p.get("actions")) if isinstance(a, dict))
-        diag = str(p.get("diagnosis", ""))
-        if len(diag) > 160:
-            diag = diag[:159] + "…"
+        diag = flat(str(p.get("diagnosis", "")), 160)
         return f"{head}proposal {p.get('id')} from {origin}: [{acts or 'no actions'}] {diag}"
     if kind == "decision":
         reason = f": {r['reason']}" if r.get("reason") else ""

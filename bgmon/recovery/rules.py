@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
+from bgmon.clip import flat
 from bgmon.model import Badge, EventKind, TaskSnapshot
 from bgmon.recovery.breaker import backoff_delay
 from bgmon.recovery.patterns import SEVERITIES, Catalogue, Pattern
@@ -70,13 +71,13 @@ def match(snapshot: TaskSnapshot, catalogue: Catalogue) -> list[Match]:
     found: dict[str, Match] = {}
     for reason in snapshot.health.reasons:
         for p in catalogue.match_rules([reason.rule]):
-            evidence = redact(f"{reason.rule}: {_clip(reason.detail, 200)}")
+            evidence = redact(f"{reason.rule}: {flat(reason.detail, 200)}")
             found.setdefault(p.name, Match(p, evidence, by_text=False))
     for text in error_texts(snapshot):
         p = catalogue.match_text(text)
         if p is not None and (p.name not in found or not found[p.name].by_text):
             # Quoted in the diagnosis, the journal and the UI: no secrets.
-            found[p.name] = Match(p, redact(_clip(text, 200)), by_text=True)
+            found[p.name] = Match(p, redact(flat(text, 200)), by_text=True)
     return sorted(found.values(), key=_rank, reverse=True)
 
 
@@ -84,11 +85,6 @@ def _rank(m: Match) -> tuple[int, int]:
     # Severity first (a full disk outranks the restart a dead process would suggest), then text
     # evidence over a generic health rule (it names the cause, the rule only the symptom).
     return (SEVERITIES.index(m.pattern.severity), int(m.by_text))
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _size(n: float) -> str:
@@ -205,7 +201,7 @@ def _plan(
     alive = _alive(snapshot)
     state = f"{snapshot.name} is {badge.value}"
     if snapshot.health.summary:
-        state += f" ({redact(_clip(snapshot.health.summary, 200))})"
+        state += f" ({redact(flat(snapshot.health.summary, 200))})"
     state += "."
 
     if not badge.is_fault:
@@ -296,7 +292,7 @@ def _unmatched(
     alive = _alive(snapshot)
     reasons = "; ".join(f"{r.rule}: {r.detail}" for r in snapshot.health.reasons)
     text = f"{state} No known failure pattern matches"
-    text += f" (evidence: {redact(_clip(reasons, 300))})." if reasons else "."
+    text += f" (evidence: {redact(flat(reasons, 300))})." if reasons else "."
     actions: list[Action] = []
     if badge is Badge.STUCK:
         restart = _restart(snapshot)

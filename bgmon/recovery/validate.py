@@ -13,6 +13,7 @@ import signal as _signal
 from pathlib import Path
 from typing import Any
 
+from bgmon.clip import flat
 from bgmon.model import TaskSnapshot
 from bgmon.recovery.proposal import (
     DEFAULT_GRACE,
@@ -268,9 +269,7 @@ def validate_action(raw: object, snapshot: TaskSnapshot | None = None) -> Action
     note = raw.get("note")
     if not isinstance(note, str) or not note.strip():
         raise InvalidAction("mark needs a non-empty note")
-    note = " ".join(note.split())
-    if len(note) > MAX_NOTE:
-        note = note[: MAX_NOTE - 1] + "…"
+    note = flat(note, MAX_NOTE)
     return Mark(note=note)
 
 

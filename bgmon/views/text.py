@@ -10,6 +10,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
+from bgmon.clip import one_line
 from bgmon.engine import Change
 from bgmon.model import Badge, TaskSnapshot
 from bgmon.timefmt import clock
@@ -43,7 +44,7 @@ def task_line(s: TaskSnapshot, depth: int = 0) -> Text:
     if s.progress:
         details.append(f"{s.progress} steps")
     if s.step:
-        details.append(s.step if len(s.step) <= 60 else s.step[:59] + "…")
+        details.append(one_line(s.step, 60))
     if s.note:
         details.append(f"note: {s.note}")
     line.append(": " + ", ".join(details) if details else "")

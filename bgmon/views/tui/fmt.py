@@ -7,7 +7,10 @@ import os
 from rich.table import Table
 from rich.text import Text
 
+from bgmon.clip import one_line
 from bgmon.timefmt import ago
+
+__all__ = ["one_line", "short_path", "age", "heading", "field_grid"]
 
 
 def short_path(path: str | None) -> str:
@@ -18,16 +21,6 @@ def short_path(path: str | None) -> str:
     if home and home != os.sep and (path == home or path.startswith(home + os.sep)):
         return "~" + path[len(home) :]
     return path
-
-
-def one_line(text: str | None, limit: int) -> str:
-    """Newlines shown as ⏎, cut to `limit` cells with an ellipsis."""
-    if not text:
-        return ""
-    flat = " ⏎ ".join(part.strip() for part in text.strip().splitlines() if part.strip())
-    if len(flat) <= limit:
-        return flat
-    return flat[: max(0, limit - 1)] + "…"
 
 
 def age(now: float, ts: float | None) -> str:

@@ -12,11 +12,13 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from bgmon.clip import clip
 from bgmon.model import Badge, TaskSnapshot
 from bgmon.views.text import STYLES
 from bgmon.views.tui.fmt import age, one_line, short_path
 
 NAME_W = 20  # name column at task depth; sub-tasks give their indent back
+NAME_MAX = 56  # the widest the name column grows on a wide terminal
 BADGE_W = 12
 PROGRESS_W = 8  # "⚠ struggling"
 TOGGLE = Style.from_meta({"toggle": True})
@@ -44,18 +46,28 @@ def badge_cell(badge: Badge) -> Text:
     return cell
 
 
-def _cut(text: str, width: int) -> str:
-    if width <= 0:
-        return ""
-    return text if len(text) <= width else text[: width - 1] + "…"
+def name_width(width: int) -> int:
+    """The name column for a tree `width` cells wide: NAME_W, plus half of what the fixed
+    columns leave beyond a comfortable step column (wide terminals show whole names)."""
+    spare = width - (BADGE_W + 1 + NAME_W + 6 + 1 + PROGRESS_W) - 40
+    return NAME_W + max(0, min(spare // 2, NAME_MAX - NAME_W))
+
+
+def name_cell(s: TaskSnapshot, width: int) -> str:
+    """`name #id` in `width` cells: the name is clipped, the id never (it is typed back into
+    `bgmon propose` and `history`); an id longer than the column is shown whole anyway."""
+    if s.id == s.name:
+        return s.name
+    suffix = f" #{s.id}"
+    room = width - len(suffix)
+    return clip(s.name, room) + suffix if room >= 4 else suffix.lstrip()
 
 
 def task_label(s: TaskSnapshot, now: float, width: int, name_w: int = NAME_W) -> Text:
     """`⚠ struggling  name #id        3m   2/5  ✎ mark  step…` cut to `width` cells."""
     line = badge_cell(s.health.badge)
     line.append(" ")
-    name = s.name if s.id == s.name else f"{s.name} #{_cut(s.id, 12)}"
-    name = _cut(name, name_w)
+    name = name_cell(s, name_w)
     line.append(name, style="bold")
     line.append(" " * (name_w - len(name)))
     line.append(f" {age(now, s.last_activity):>5}", style="dim")
@@ -119,7 +131,8 @@ class TaskTree(Tree[Row]):
         width = self.scrollable_content_region.width - depth * self.guide_depth - 2
         data = node.data
         if isinstance(data, TaskSnapshot):
-            body = task_label(data, self.clock(), width, NAME_W - (depth - 1) * self.guide_depth)
+            name_w = name_width(width + depth * self.guide_depth) - (depth - 1) * self.guide_depth
+            body = task_label(data, self.clock(), width, name_w)
         elif isinstance(data, GroupRow):
             body = group_label(data, width)
         else:
