@@ -198,15 +198,43 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     if args.stuck_after is not None:
         changes["thresholds"] = replace(config.thresholds, stuck_after=args.stuck_after)
     changes["notify"] = _notify_changes(args, config.notify)
-    return validate(replace(config, **changes)), warnings
+    config = validate(replace(config, **changes))
+    if config.patterns:
+        # Checked here, once for every command: `--once` and the TUI say so as `propose` does,
+        # instead of a proposal failing later with a traceback.
+        from bgmon.recovery.patterns import CatalogueError, load_catalogue
+
+        try:
+            load_catalogue(config.patterns)
+        except CatalogueError as exc:
+            raise ConfigError(f"[recovery] patterns: {exc}") from None
+    return config, warnings
 
 
-def _once(config: Config, as_json: bool, textfile: Path | None = None) -> int:
+def look_once(config: Config):
+    """One full look at every task, with bgmon's marks from the recovery journal applied, as
+    the live views have them (so `--once`, JSON and the TUI show the same mark)."""
     from bgmon.engine import collect
+    from bgmon.recovery.journal import Journal
+
+    monitor = collect(config)
+    try:
+        notes = Journal(config.journal_path()).marks()
+    except OSError as exc:  # JournalUnreadable too: the tasks still show, with a warning
+        monitor.found.warnings.append(f"marks not shown: {exc}")
+        notes = {}
+    if notes:
+        monitor.set_notes(notes)
+        monitor.evaluate()
+    return monitor
+
+
+def print_once(config: Config, as_json: bool, textfile: Path | None = None) -> int:
+    """`--once`: every task as text or one JSON document; the exit status says if any is at fault."""
     from bgmon.views import jsonout, text
     from bgmon.views.order import arrange, has_faults
 
-    monitor = collect(config)
+    monitor = look_once(config)
     ordered = [s for _, rows in arrange(monitor.snapshots()) for _, s in rows]
     warnings = monitor.warnings()
     if textfile is not None:
@@ -217,7 +245,7 @@ def _once(config: Config, as_json: bool, textfile: Path | None = None) -> int:
         sys.stdout.buffer.write(jsonout.document(ordered, monitor.clock(), warnings))
         sys.stdout.flush()
     else:
-        text.render(ordered, warnings, monitor.found.looked, sys.stdout)
+        text.render(ordered, warnings, monitor.found.looked, sys.stdout, monitor.clock())
     return EXIT_FAULTS if has_faults(ordered) else EXIT_OK
 
 
@@ -304,7 +332,7 @@ def _monitor_main(argv: list[str], serving: bool = False) -> int:
         return EXIT_OK
     _check_roots(config)
     if args.once:
-        return _once(config, args.json, args.textfile)
+        return print_once(config, args.json, args.textfile)
     from bgmon.notify.notifier import notifier_for
 
     board, server = _metrics(args.metrics, config) if args.metrics else (None, None)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bgmon.agents import REGISTRY, by_name
-from bgmon.timefmt import parse_duration
+from bgmon.timefmt import format_duration, parse_duration
 
 
 class ConfigError(ValueError):
@@ -118,21 +118,37 @@ class Config:
         return path if path.is_absolute() else Path(self.roots[0]).resolve() / path
 
     def to_toml(self) -> str:
-        """The effective configuration in the same TOML shape the file takes."""
-        top = {k: v for k, v in asdict(self).items() if k not in _NOT_KEYS}
+        """The effective configuration in the same TOML shape the file takes (durations as
+        written, `24h`; every section, so the output can be saved as a config file)."""
+        recovery = {key: getattr(self, name) for key, name in _RECOVERY_KEYS.items()}
+        top = {k: v for k, v in asdict(self).items()
+               if k not in _NOT_KEYS and k not in _RECOVERY_KEYS.values()}
         lines = ["[monitor]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in top.items() if v is not None]
+        lines += [_toml_line(k, v) for k, v in top.items() if v is not None]
         for agent in REGISTRY:
             lines.append(f"{agent.name} = {_toml_value(self.enabled(agent.name))}")
             if agent.home is not None:
                 lines.append(f"{agent.name}_dir = {_toml_value(str(self.home(agent.name)))}")
         lines.append("\n[health]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(self.thresholds).items()]
+        lines += [_toml_line(k, v) for k, v in asdict(self.thresholds).items()]
         lines.append("\n[reading]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(self.reading).items()]
+        lines += [_toml_line(k, v) for k, v in asdict(self.reading).items()]
         lines.append("\n[notify]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in asdict(self.notify).items()]
+        lines += [_toml_line(k, v) for k, v in asdict(self.notify).items()]
+        lines.append("\n[recovery]")
+        for k, v in recovery.items():
+            lines.append(_toml_line(k, v) if v is not None else f"# {k} = …  ({_UNSET[k]})")
         return "\n".join(lines) + "\n"
+
+
+_UNSET = {"model": "default: the newest Opus model the installed SDK lists",
+          "patterns": "default: only the built-in catalogue"}
+
+
+def _toml_line(key: str, value: Any) -> str:
+    if key in _DURATIONS and isinstance(value, int | float):
+        return f'{key} = "{format_duration(value)}"'
+    return f"{key} = {_toml_value(value)}"
 
 
 def _toml_value(value: Any) -> str:
@@ -290,6 +306,10 @@ def load_config(path: Path | None, explicit: bool = False) -> tuple[Config, list
     path = path or default_config_path()
     try:
         text = path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"config file not found: {path}") from None

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import psutil
 
-from bgmon.cli import EXIT_FAULTS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_for_signal
+from bgmon.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_for_signal, print_once
 from bgmon.config import Config, ConfigError, load_config
 from bgmon.demo_agent import LOG_NAME, MARKER, iso_ms, pid_alive, read_owner, write_json_atomic
 
@@ -324,23 +324,13 @@ def _sleep(seconds: float) -> None:
 
 
 def _once(handle: DemoHandle, config: Config, as_json: bool) -> int:
-    from bgmon.engine import collect
-    from bgmon.views import jsonout, text
-    from bgmon.views.order import arrange, has_faults
-
     wait = ONCE_WAIT / handle.speed
     print(f"bgmon demo: {len(TASKS)} simulated tasks in {handle.root} (speed {handle.speed:g}, "
           f"stuck after {handle.stuck_after:g}s); looking in {wait:.1f}s", file=sys.stderr, flush=True)
     _sleep(wait)
-    monitor = collect(config)
-    ordered = [s for _, rows in arrange(monitor.snapshots()) for _, s in rows]
-    if as_json:
-        sys.stdout.buffer.write(jsonout.document(ordered, monitor.clock(), monitor.warnings()))
-        sys.stdout.flush()
-    else:
-        text.render(ordered, monitor.warnings(), monitor.found.looked, sys.stdout)
-        sys.stdout.flush()
-    return EXIT_FAULTS if has_faults(ordered) else EXIT_OK
+    code = print_once(config, as_json)  # the same picture `bgmon --once` prints
+    sys.stdout.flush()
+    return code
 
 
 def _follow_text(handle: DemoHandle, config: Config) -> int:
@@ -363,7 +353,7 @@ def _follow_text(handle: DemoHandle, config: Config) -> int:
             monitor.look_procs()
             for change in monitor.evaluate():
                 if change.kind in ("added", "health") and change.snapshot is not None:
-                    console.print(task_line(change.snapshot))
+                    console.print(task_line(change.snapshot, monitor.clock()))
             sys.stdout.flush()
             _sleep(1.0)
     except KeyboardInterrupt:

@@ -52,6 +52,19 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def format_duration(seconds: float) -> str:
+    """Seconds as the config file writes them: 86400 → '24h', 600 → '10m', 0.3 → '300ms';
+    the largest unit that keeps the number whole (parse_duration reads it back exactly)."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 0.001)):
+        count = seconds / size
+        if count >= 1 and abs(count - round(count)) < 1e-9:
+            # '24h' rather than '1d': a day reads better in hours up to 2 days
+            if unit == "d" and count < 2:
+                continue
+            return f"{round(count)}{unit}"
+    return f"{seconds:g}s"
+
+
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None

@@ -201,7 +201,7 @@ def test_once_subprocess_prints_every_task_with_its_badge(isolated_home):
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
     for task in TASKS:
-        mine = [line for line in lines if f" {task.name} (" in line]
+        mine = [line for line in lines if f" {task.name} #" in line]
         assert len(mine) == 1, (task.name, proc.stdout)
         assert f"| {Badge(task.badge).glyph} {task.badge}" in mine[0], mine[0]
     assert "\x1b[" not in proc.stdout  # not a terminal: no escape codes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 
@@ -36,9 +37,12 @@ def test_text_lines_match_the_documented_shape(sample, isolated_home):
     p = run(["--once", "--no-git"], cwd=sample.root, home=isolated_home)
     assert p.returncode == 1, p.stderr
     out = p.stdout
-    assert "fix-login (bg_3f2a9c): 2/5 steps, running the test suite | ✓ healthy" in out
-    assert ("migrate-db (bg_77e1d0): 0/3 steps | ⚠ struggling: 3 failed tool calls in a row "
+    # `name #id` as the TUI and `bgmon history` show it; the time is the task's last sign of
+    # life (with its age), not the time of printing.
+    assert "fix-login #bg_3f2a9c: 2/5 steps, running the test suite | ✓ healthy" in out
+    assert ("migrate-db #bg_77e1d0: 0/3 steps | ⚠ struggling: 3 failed tool calls in a row "
             "(Bash: exit 1)") in out
+    assert re.search(r"\[\d\d:\d\d, \d+s ago\] fix-login", out), out
     assert "● completed" in out
     assert "\x1b[" not in out  # piped: no escape codes
     assert p.stderr == ""
@@ -95,8 +99,13 @@ def test_print_config_shows_effective_values(tmp_path, isolated_home):
     cfg.write_text('[health]\nstuck_after = "20m"\nloop_repeats = 7\n')
     p = run(["--print-config", "--config", str(cfg), "--since", "2h"], cwd=tmp_path, home=isolated_home)
     assert p.returncode == 0
-    assert "stuck_after = 1200.0" in p.stdout and "loop_repeats = 7" in p.stdout
-    assert "since = 7200.0" in p.stdout
+    # Durations as a person writes them, every section (so the output is a config file).
+    assert 'stuck_after = "20m"' in p.stdout and "loop_repeats = 7" in p.stdout
+    assert 'since = "2h"' in p.stdout and "[recovery]" in p.stdout
+    saved = tmp_path / "saved.toml"
+    saved.write_text(p.stdout)
+    again = run(["--print-config", "--config", str(saved)], cwd=tmp_path, home=isolated_home)
+    assert again.returncode == 0 and again.stdout == p.stdout, again.stderr
 
 
 def test_nothing_found_says_where_it_looked(tmp_path, isolated_home):

@@ -151,13 +151,13 @@ class Monitor:
         self.notes = dict(notes)
 
     def find(self, ref: str) -> TaskSnapshot | None:
-        """A task by key, id or name (as shown by `--once`)."""
-        snaps = self.snapshots()
-        for attr in ("key", "id", "name"):
-            matches = [s for s in snaps if getattr(s, attr) == ref]
-            if len(matches) == 1:
-                return matches[0]
-        return None
+        """A task by key, id or name (as shown by `--once`); see bgmon.resolve."""
+        from bgmon.resolve import AmbiguousTask, resolve_task
+
+        try:
+            return resolve_task(ref, self.snapshots())
+        except AmbiguousTask:
+            return None
 
     def watch_dirs(self) -> set[str]:
         return set(self.found.watch) | self.store.watch_dirs()

@@ -21,6 +21,7 @@ from bgmon.model import TaskSnapshot
 from bgmon.recovery.journal import PENDING, Journal, JournalUnreadable
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import NOT_FOUND, Outcome, RecoveryService
+from bgmon.resolve import AmbiguousTask, resolve_task, task_label
 
 FindTask = Callable[[str], "TaskSnapshot | None"]
 COMMANDS = ("propose", "approve", "reject", "history", "report")
@@ -48,7 +49,7 @@ def add_parsers(
         "anthropic SDK finds credentials (ANTHROPIC_API_KEY), else the built-in rules. "
         "Nothing runs until you approve.",
     ))
-    p.add_argument("task", metavar="TASK", help="task id or key, as `bgmon --once` shows it")
+    p.add_argument("task", metavar="TASK", help="task name, id or key, as `bgmon --once` shows it")
     p.add_argument("--json", action="store_true", help="print the proposal as one JSON object")
     p.add_argument("--model", metavar="M", help="Claude model (default: $BGMON_MODEL, config, "
                    "or the newest Opus the installed SDK knows)")
@@ -72,7 +73,7 @@ def add_parsers(
     p = common(subparsers.add_parser(
         "history", help="past health changes, proposals, decisions and results"
     ))
-    p.add_argument("task", metavar="TASK", nargs="?", help="only this task (id or key)")
+    p.add_argument("task", metavar="TASK", nargs="?", help="only this task (name, id or key)")
     p.add_argument("--json", action="store_true", help="print the records as a JSON array")
 
     p = common(subparsers.add_parser("report", help="a summary of the recovery journal"))
@@ -82,28 +83,52 @@ def add_parsers(
 # --- wiring -----------------------------------------------------------------------------------
 
 
-def _service_from(args: argparse.Namespace, target: Any) -> tuple[RecoveryService, FindTask]:
+class LiveTasks:
+    """The live tasks, looked at once and only when a command needs them: `find(ref)` is the
+    one task resolution (bgmon.resolve) every command uses; `names` labels journal lines."""
+
+    def __init__(self, config: Any = None, find: FindTask | None = None) -> None:
+        self._config = config
+        self._find = find
+        self._snaps: list[TaskSnapshot] | None = None
+
+    def snapshots(self) -> list[TaskSnapshot]:
+        if self._snaps is None:
+            if self._config is None:
+                self._snaps = []
+            else:
+                from bgmon.cli import look_once
+
+                self._snaps = look_once(self._config).snapshots()
+        return self._snaps
+
+    def find(self, ref: str) -> TaskSnapshot | None:
+        """Raises AmbiguousTask when `ref` is a name several tasks share."""
+        if self._find is not None:
+            return self._find(ref)
+        return resolve_task(ref, self.snapshots())
+
+    def names(self) -> dict[str, str]:
+        """Task key and id → `name #id`, for the tasks that are still there."""
+        out: dict[str, str] = {}
+        for s in self.snapshots():
+            out[s.key] = out[s.id] = task_label(s.name, s.id)
+        return out
+
+
+def _service_from(args: argparse.Namespace, target: Any) -> tuple[RecoveryService, LiveTasks]:
     model = getattr(args, "model", None)
     journal_arg = getattr(args, "journal", None)
     if callable(target):
         roots = getattr(args, "roots", None) or ["."]
         journal = Journal.for_root(roots[0], journal_arg)
         service = RecoveryService(journal, model=model or os.environ.get("BGMON_MODEL") or None)
-        return service, target
+        return service, LiveTasks(find=target)
     config = target  # bgmon.config.Config
     service = RecoveryService.from_config(config, journal_path=journal_arg)
     if model:
         service.model = model
-    monitor: list[Any] = []
-
-    def find(ref: str) -> TaskSnapshot | None:
-        if not monitor:  # one look at the live tasks, only when a command needs them
-            from bgmon.engine import collect
-
-            monitor.append(collect(config))
-        return monitor[0].find(ref)
-
-    return service, find
+    return service, LiveTasks(config)
 
 
 def run_command(
@@ -123,11 +148,11 @@ def run_command(
     if command not in COMMANDS:
         print(f"bgmon: unknown recovery command {command!r}", file=err)
         return EXIT_USAGE
-    made, find = _service_from(args, target)
+    made, tasks = _service_from(args, target)
     service = service or made
     try:
-        return _dispatch(command, args, service, find, out, err, stdin)
-    except JournalUnreadable as exc:
+        return _dispatch(command, args, service, tasks, out, err, stdin)
+    except (JournalUnreadable, AmbiguousTask) as exc:
         print(f"bgmon: {exc}", file=err)
         return EXIT_USAGE
     except OSError as exc:  # the journal or bgmon's lock directory cannot be written
@@ -140,39 +165,71 @@ def _dispatch(
     command: str,
     args: argparse.Namespace,
     service: RecoveryService,
-    find: FindTask,
+    tasks: LiveTasks,
     out: TextIO,
     err: TextIO,
     stdin: TextIO,
 ) -> int:
     if command == "propose":
-        return _propose(args, service, find, out, err)
+        return _propose(args, service, tasks.find, out, err)
     if command == "approve":
-        return _approve(args, service, find, out, err, stdin)
+        return _approve(args, service, tasks.find, out, err, stdin)
     if command == "reject":
         outcome = service.reject(args.proposal_id, args.reason, by="cli")
         return _print_outcome(outcome, args.json, out, err)
     if command == "history":
-        records = service.history(args.task)
-        skipped = service.journal.read().skipped
-        if skipped:
-            print(f"bgmon: {skipped} unreadable or malformed line(s) in {service.journal.path} "
-                  "skipped", file=err)
-        if args.json:
-            out.write(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n")
-        elif not records:
-            where = f" for {args.task}" if args.task else ""
-            print(f"no records{where} in {service.journal.path}", file=out)
-        else:
-            for r in records:
-                print(format_record(r), file=out)
-        return EXIT_OK
+        return _history(args, service, tasks, out, err)
     report = service.report()
     if args.json:
         out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        out.write(format_report(report))
+        out.write(format_report(report, tasks.names()))
     return EXIT_OK
+
+
+def _history(
+    args: argparse.Namespace, service: RecoveryService, tasks: LiveTasks, out: TextIO, err: TextIO
+) -> int:
+    """The journal's records, oldest first; TASK is resolved like every other command's (a key,
+    id or name), and a task no longer running is still found by its key, id or directory name."""
+    records = service.history()
+    names = tasks.names()
+    if args.task:
+        live = tasks.find(args.task)
+        wanted = {live.key, live.id} if live is not None else {args.task}
+        records = [r for r in records if wanted & {r.get("task"), r.get("task_id")}
+                   or (live is None and record_name(r, names) == args.task)]
+    skipped = service.journal.read().skipped
+    if skipped:
+        print(f"bgmon: {skipped} unreadable or malformed line(s) in {service.journal.path} "
+              "skipped", file=err)
+    if args.json:
+        shown = [{**r, "name": record_name(r, names)} for r in records]
+        out.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif not records:
+        where = f" for {args.task}" if args.task else ""
+        print(f"no records{where} in {service.journal.path}", file=out)
+    else:
+        for r in records:
+            print(format_record(r, names), file=out)
+    return EXIT_OK
+
+
+def record_name(r: dict[str, Any], names: dict[str, str] | None = None) -> str | None:
+    """A journal record's task name: its own `name` field, else the live task's, else the
+    task directory's name (worktree and `bgmon run` keys end in it); None when unknown."""
+    if isinstance(r.get("name"), str):
+        return r["name"]
+    return key_name(_str(r.get("task")), _str(r.get("task_id")), names)
+
+
+def key_name(key: str | None, task_id: str | None, names: dict[str, str] | None) -> str | None:
+    for ref in (key, task_id):
+        if names and ref is not None and ref in names:
+            return names[ref].split(" #", 1)[0]
+    if key is not None and key.startswith("worktree:"):
+        return os.path.basename(key.removeprefix("worktree:").rstrip("/")) or None
+    return None
 
 
 def _propose(
@@ -180,8 +237,8 @@ def _propose(
 ) -> int:
     snapshot = find(args.task)
     if snapshot is None:
-        print(f"bgmon: no task matches {args.task!r} (use an id or key as `bgmon --once` shows)",
-              file=err)
+        print(f"bgmon: no task matches {args.task!r} (use a name, id or key as `bgmon --once` "
+              "shows)", file=err)
         return EXIT_FAILED
     proposal = service.request_proposal(
         snapshot, model=args.model, fresh=args.fresh, use_claude=False if args.rules else None
@@ -273,6 +330,10 @@ def format_proposal(p: Proposal) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -281,12 +342,15 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def format_record(r: dict[str, Any]) -> str:
-    """One journal record as a line; any field of the wrong type is shown as missing, never a
-    crash (the reader already skips malformed records of the known kinds)."""
+def format_record(r: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """One journal record as a line, the task shown as `name #id` (never the long key); any
+    field of the wrong type is shown as missing, never a crash (the reader already skips
+    malformed records of the known kinds)."""
     r = _dict(r)
     kind = r.get("kind")
-    head = f"{r.get('ts', '?')}  {r.get('task', '?')}  "
+    task_id = r.get("task_id") if isinstance(r.get("task_id"), str) else None
+    who = task_label(record_name(r, names), task_id or _str(r.get("task")))
+    head = f"{r.get('ts', '?')}  {who}  "
     if kind == "health":
         pats = _list(r.get("patterns"))
         why = f" [{', '.join(map(str, pats))}]" if pats else ""
@@ -316,9 +380,12 @@ def format_record(r: dict[str, Any]) -> str:
             if not isinstance(a, dict):
                 continue
             status = "skipped" if a.get("skipped") else ("ok" if a.get("ok") else "failed")
+            if status == "ok" and a.get("kind") == "restart":
+                status = "started"  # whether it helped shows in the task's next badge
             extra = a.get("detail") or a.get("error") or ""
             parts.append(f"{a.get('kind')} {status}" + (f" ({extra})" if extra else ""))
-        verdict = "ok" if r.get("ok") else "FAILED"
+        verdict = ("ok" if r.get("ok") else "FAILED") if not parts or not all(
+            p.startswith("restart started") for p in parts) else "started"
         ref = r.get("proposal") or r.get("action") or "-"
         by = f" ({r['by']})" if r.get("by") else ""
         return f"{head}result {ref}{by} {verdict}: " + ("; ".join(parts) or "no actions")
@@ -331,7 +398,7 @@ def format_record(r: dict[str, Any]) -> str:
     return f"{head}{kind}"
 
 
-def format_report(rep: dict[str, Any]) -> str:
+def format_report(rep: dict[str, Any], names: dict[str, str] | None = None) -> str:
     lines = [f"Recovery journal {rep['journal']}: {rep['records']} records"]
     if rep.get("bad_lines"):
         lines.append(f"  {rep['bad_lines']} unreadable or malformed line(s) skipped")
@@ -352,6 +419,14 @@ def format_report(rep: dict[str, Any]) -> str:
         f"Actions: {acts.get('ok', 0)}/{acts.get('total', 0)} succeeded"
         + (f" ({rate:.0%})" if rate is not None else "")
     )
+    rs = rep.get("restarts") or {}
+    if rs.get("started"):
+        # A restart that started is not yet a success: say what became of the task.
+        lines.append(
+            f"  restarts: {rs['started']} started; {rs.get('recovered', 0)} healthy again, "
+            f"{rs.get('failed_again', 0)} failed again, {rs.get('unconfirmed', 0)} not yet "
+            "seen healthy"
+        )
     median = rep.get("median_recovery_seconds")
     if median is None:
         lines.append("Time from failure to recovery: no recoveries recorded")
@@ -360,7 +435,9 @@ def format_report(rep: dict[str, Any]) -> str:
             f"Time from failure to recovery: median {_dur(median)} over {rep['recoveries']}"
         )
     if rep.get("still_failing"):
-        lines.append(f"Still failing: {', '.join(rep['still_failing'])}")
+        failing = [(names or {}).get(k) or key_name(k, None, None) or k
+                   for k in rep["still_failing"]]
+        lines.append(f"Still failing: {', '.join(failing)}")
     return "\n".join(lines) + "\n"
 
 

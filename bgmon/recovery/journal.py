@@ -243,33 +243,47 @@ class Journal:
     # --- the summary -----------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        """Failures by pattern, decisions, action success rate, time from failure to recovery."""
+        """Failures by pattern, decisions, action success rate, time from failure to recovery.
+
+        A failure is counted once per episode (from a task's first fault until it is healthy
+        again), whether bgmon saw it as a badge change or `bgmon run` restarted after it, so
+        the counts agree with what `--once` shows. A restart that started the command counts
+        as *started*; it counts as succeeded only once the task is healthy again, and as
+        failed again when the task fails before that."""
         read = self.read()
         recs = read.records
         failures: Counter[str] = Counter()
-        fault_since: dict[str, float] = {}
+        fault_since: dict[str, float | None] = {}
         recoveries: list[float] = []
         proposals: Counter[str] = Counter()
         decisions: Counter[str] = Counter()
         actions_total = actions_ok = automatic = 0
         by_kind: Counter[str] = Counter()
+        waiting: Counter[str] = Counter()  # task → restarts started, outcome not yet seen
+        restarts = Counter({"started": 0, "recovered": 0, "failed_again": 0})
+        faults = {b.value for b in Badge if b.is_fault}
+
+        def failed(task: str, pattern: str, ts: float | None) -> None:
+            restarts["failed_again"] += waiting.pop(task, 0)
+            if task not in fault_since:
+                failures[pattern] += 1
+                fault_since[task] = ts
+
         for r in recs:
             kind = r.get("kind")
             task = r.get("task")
             ts = parse_time(r.get("ts"))
             if kind == "health" and isinstance(task, str):
                 new = r.get("to")
-                was_fault = task in fault_since
-                is_fault = new in {b.value for b in Badge if b.is_fault}
-                if is_fault and not was_fault:
-                    pats = r.get("patterns") or ["unclassified"]
-                    failures[str(pats[0]) if isinstance(pats, list) else "unclassified"] += 1
-                    if ts is not None:
-                        fault_since[task] = ts
-                elif was_fault and new in (Badge.HEALTHY.value, Badge.COMPLETED.value):
-                    start = fault_since.pop(task)
-                    if ts is not None:
-                        recoveries.append(max(0.0, ts - start))
+                if new in faults:
+                    pats = r.get("patterns")
+                    failed(task, str(pats[0]) if pats else "unclassified", ts)
+                elif new in (Badge.HEALTHY.value, Badge.COMPLETED.value):
+                    restarts["recovered"] += waiting.pop(task, 0)
+                    if task in fault_since:
+                        start = fault_since.pop(task)
+                        if ts is not None and start is not None:
+                            recoveries.append(max(0.0, ts - start))
             elif kind == "proposal" and isinstance(r.get("proposal"), dict):
                 proposals[str(r["proposal"].get("source", "?"))] += 1
             elif kind == "decision":
@@ -277,13 +291,21 @@ class Journal:
                     decisions[str(r.get("decision"))] += 1
                 if r.get("decision") == APPROVED and r.get("by") in AUTOMATIC:
                     automatic += 1
+                if r.get("by") == "bgmon run" and r.get("failure") and isinstance(task, str):
+                    # `bgmon run` restarts after a failure it saw, often before any monitor did.
+                    failed(task, str(r.get("pattern") or r.get("failure")), ts)
             elif kind == "result":
                 for a in _results(r):
                     if a.get("skipped"):
                         continue
                     actions_total += 1
                     by_kind[str(a.get("kind"))] += 1
-                    actions_ok += bool(a.get("ok"))
+                    if a.get("kind") == "restart" and a.get("ok") and isinstance(task, str):
+                        restarts["started"] += 1
+                        waiting[task] += 1  # succeeded only once the task is healthy again
+                    else:
+                        actions_ok += bool(a.get("ok"))
+        actions_ok += restarts["recovered"]
         return {
             "journal": str(self.path),
             "records": len(recs),
@@ -295,6 +317,9 @@ class Journal:
             "superseded": decisions.get(SUPERSEDED, 0),
             "automatic": automatic,  # approved without a person: auto-recover and bgmon run
             "actions": {"total": actions_total, "ok": actions_ok, "by_kind": dict(by_kind)},
+            # started: the command ran again; recovered: the task was healthy afterwards;
+            # failed_again: it failed before that; the rest are still running or unseen.
+            "restarts": {**restarts, "unconfirmed": sum(waiting.values())},
             "action_success_rate": (actions_ok / actions_total) if actions_total else None,
             "recoveries": len(recoveries),
             "median_recovery_seconds": statistics.median(recoveries) if recoveries else None,

@@ -127,6 +127,8 @@ def load_catalogue(extra: Path | str | None = None) -> Catalogue:
         path = Path(extra).expanduser()
         try:
             text = path.read_text("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CatalogueError(f"patterns file {path}: not UTF-8 text (byte {exc.start})") from None
         except OSError as exc:
             raise CatalogueError(f"cannot read patterns file {path}: {exc.strerror or exc}") from None
         user = _parse(text, str(path))

@@ -252,6 +252,21 @@ class RecoveryService:
             )
         return Outcome(pid, NOT_FOUND, f"{pid} is in an unknown state ({state})")
 
+    def _cannot_reject(self, proposal: Proposal, state: str | None) -> str:
+        """Why a proposal that is no longer pending cannot be rejected, as one sentence."""
+        pid = proposal.id
+        if state == REJECTED:
+            return f"{pid} is already rejected; nothing changed"
+        if state == SUPERSEDED:
+            newer = self.journal.pending_for(proposal.task)
+            by = f" by {newer.id}" if newer is not None else " by a newer proposal"
+            return f"{pid} was superseded{by}; there is nothing to reject"
+        if state in (EXECUTED, FAILED, APPROVED):
+            ran = {EXECUTED: "approved and has run", FAILED: "approved and its actions failed",
+                   APPROVED: "already approved"}[state]
+            return f"{pid} was {ran}; an approved proposal cannot be rejected"
+        return f"{pid} is in an unknown state ({state}); nothing changed"
+
     def reject(self, proposal_id: str, reason: str | None = None, *, by: str = "tui") -> Outcome:
         proposal = self.journal.proposal(proposal_id)
         if proposal is None:
@@ -260,8 +275,7 @@ class RecoveryService:
             with task_lock(self.work_dir / "locks", proposal.task):
                 state = self.journal.state(proposal_id)
                 if state != PENDING:
-                    out = self._not_pending(proposal, state)
-                    return Outcome(proposal_id, NOOP, out.message.replace("nothing done", "not rejected"))
+                    return Outcome(proposal_id, NOOP, self._cannot_reject(proposal, state))
                 reason = redact(" ".join(reason.split()))[:300] if reason else None
                 self.journal.record_decision(proposal, REJECTED, reason=reason, by=by)
         except TaskBusy as exc:

@@ -70,6 +70,13 @@ class RestartJournal:
         signal came during the wait)."""
         self._result(False, error=error)
 
+    def ended(self, badge: str, detail: str, pattern: str | None = None) -> None:
+        """`bgmon run` stopped restarting: the task ends `badge` ("failed" or "completed"),
+        journaled as a badge change so a restart that did not help is not counted a success."""
+        self._write({"kind": "health", "from": None, "to": badge, "by": BY,
+                     "reasons": [{"rule": f"status.{badge}", "detail": detail}],
+                     "patterns": [pattern] if pattern else []})
+
     def _result(self, ok: bool, **outcome: Any) -> None:
         pending, self._pending = self._pending, None
         if pending is None:

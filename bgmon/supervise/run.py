@@ -288,12 +288,15 @@ class Supervisor:
     def _give_up(self, outcome: Outcome, kind: str, text: str, decision: GiveUp) -> int:
         if kind == CLEAN_EXIT:
             self._final("completed", None)
+            if self.journal is not None and self._restarts:
+                self.journal.ended("completed", text)  # the restarts worked in the end
             return EXIT_OK
-        if outcome.stalled:
-            self._final("timeout", f"{text}; {decision.reason}")
-            return EXIT_TIMEOUT
-        self._final("failed", f"{text}; {decision.reason}")
-        return exit_status(outcome.code)
+        status = "timeout" if outcome.stalled else "failed"
+        self._final(status, f"{text}; {decision.reason}")
+        if self.journal is not None:
+            # The end of the story for `bgmon report` and `history`, also when no monitor ran.
+            self.journal.ended("failed", f"{text}; {decision.reason}", kind)
+        return EXIT_TIMEOUT if outcome.stalled else exit_status(outcome.code)
 
     def _announce_restart(self, kind: str, pattern: Pattern | None, delay: float) -> None:
         attempt = self.policy.attempts(kind)

@@ -5,20 +5,31 @@ Shared by `--once` and the TUI so both list tasks the same way.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 
 from bgmon.model import Badge, TaskSnapshot
 
 SORTS = ("severity", "activity", "name")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural(text: str) -> tuple:
+    """A sort key that orders `task 2` before `task 10` (numbers by value, text caselessly)."""
+    return tuple(
+        (0, int(part), part) if i % 2 else (1, part.casefold(), part)
+        for i, part in enumerate(_DIGITS.split(text))
+        if part
+    )
 
 
 def sort_key(sort: str):
     if sort == "activity":
-        return lambda s: (-(s.last_activity or 0.0), s.name.lower(), s.key)
+        return lambda s: (-(s.last_activity or 0.0), natural(s.name), s.key)
     if sort == "name":
-        return lambda s: (s.name.lower(), s.key)
-    return lambda s: (-s.health.badge.severity, s.name.lower(), s.key)
+        return lambda s: (natural(s.name), s.key)
+    return lambda s: (-s.health.badge.severity, natural(s.name), s.key)
 
 
 def arrange(
@@ -51,9 +62,9 @@ def arrange(
         g: max((t.health.badge.severity for _, t in rows), default=0) for g, rows in groups.items()
     }
     if sort == "severity":
-        order = sorted(groups, key=lambda g: (-worst[g], g))
+        order = sorted(groups, key=lambda g: (-worst[g], natural(g)))
     else:
-        order = sorted(groups)
+        order = sorted(groups, key=natural)
     return [(g, groups[g]) for g in order]
 
 

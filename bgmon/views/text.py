@@ -13,8 +13,10 @@ from rich.text import Text
 from bgmon.clip import one_line
 from bgmon.engine import Change
 from bgmon.model import Badge, TaskSnapshot
-from bgmon.timefmt import clock
+from bgmon.timefmt import ago, clock
 from bgmon.views.order import arrange, counts
+
+MARK = "✎"  # bgmon's own mark on a task (recovery `mark`), in every view
 
 STYLES = {
     Badge.HEALTHY: "green",
@@ -34,19 +36,27 @@ def badge_text(s: TaskSnapshot) -> Text:
     return text
 
 
-def task_line(s: TaskSnapshot, depth: int = 0) -> Text:
+def last_life(s: TaskSnapshot, now: float) -> str:
+    """`06:40, 4m ago`: when the task last showed a sign of life (not when this was printed)."""
+    if s.last_activity is None:
+        return "no activity seen"
+    return f"{clock(s.last_activity)}, {ago(now - s.last_activity)} ago"
+
+
+def task_line(s: TaskSnapshot, now: float, depth: int = 0) -> Text:
     line = Text("  " * depth)
-    line.append(f"[{clock(s.last_activity)}] ", style="dim")
+    line.append(f"[{last_life(s, now)}] ", style="dim")
+    # `name #id` as in the TUI and `bgmon history`: either can be given to `bgmon propose`.
     line.append(s.name, style="bold")
     if s.id != s.name:
-        line.append(f" ({s.id})")
+        line.append(f" #{s.id}")
     details = []
     if s.progress:
         details.append(f"{s.progress} steps")
+    if s.note:  # bgmon's own mark, with the TUI's glyph
+        details.append(f"{MARK} {s.note}")
     if s.step:
         details.append(one_line(s.step, 60))
-    if s.note:
-        details.append(f"note: {s.note}")
     line.append(": " + ", ".join(details) if details else "")
     line.append(" | ")
     line.append_text(badge_text(s))
@@ -63,6 +73,7 @@ def render(
     warnings: list[str],
     looked: list[str],
     out: TextIO,
+    now: float,
 ) -> None:
     console = _console(out)
     if not snaps:
@@ -73,7 +84,7 @@ def render(
     for group, rows in arrange(snaps):
         console.print(Text(group, style="bold underline"))
         for depth, s in rows:
-            console.print(task_line(s, depth + 1))
+            console.print(task_line(s, now, depth + 1))
     if snaps:
         c = counts(snaps)
         parts = [f"{n} {b.value}" for b, n in c.items() if n]

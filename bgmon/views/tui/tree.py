@@ -14,7 +14,7 @@ from textual.widgets.tree import TreeNode
 
 from bgmon.clip import clip
 from bgmon.model import Badge, TaskSnapshot
-from bgmon.views.text import STYLES
+from bgmon.views.text import MARK, STYLES
 from bgmon.views.tui.fmt import age, one_line, short_path
 
 NAME_W = 20  # name column at task depth; sub-tasks give their indent back
@@ -75,7 +75,7 @@ def task_label(s: TaskSnapshot, now: float, width: int, name_w: int = NAME_W) ->
     room = width - line.cell_len - 2
     if s.note and room > 6:  # bgmon's own mark (recovery), before the step: people set it
         note = one_line(s.note, min(room - 4, 32))
-        line.append(f"  ✎ {note}", style="bold yellow")
+        line.append(f"  {MARK} {note}", style="bold yellow")
         room -= len(note) + 4
     if s.own_health is not None and room > 12:
         line.append("  (from child)", style="dim italic")
