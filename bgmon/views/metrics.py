@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from bgmon import __version__
 from bgmon.atomic import write_atomic
 from bgmon.board import Board
+from bgmon.clip import clip
 from bgmon.model import Badge
 from bgmon.sources.tail import TailReader
 from bgmon.views.jsonout import local_host
@@ -36,7 +37,7 @@ PROPOSAL_SOURCES = ("claude", "rules")
 
 def _label(value: object) -> str:
     text = "" if value is None else str(value)
-    return text if len(text) <= LABEL_CAP else text[: LABEL_CAP - 1] + "…"
+    return clip(text, LABEL_CAP)
 
 
 class JournalCounts:
