@@ -353,7 +353,7 @@ def _follow_text(handle: DemoHandle, config: Config) -> int:
             monitor.look_procs()
             for change in monitor.evaluate():
                 if change.kind in ("added", "health") and change.snapshot is not None:
-                    console.print(task_line(change.snapshot, monitor.clock()))
+                    console.print(task_line(change.snapshot))
             sys.stdout.flush()
             _sleep(1.0)
     except KeyboardInterrupt:

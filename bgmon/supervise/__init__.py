@@ -113,7 +113,7 @@ def _setup(args: argparse.Namespace) -> Supervisor:
     cfg = RunConfig(argv=argv, cwd=os.getcwd(), stall=args.run_stall, quiet=args.run_quiet,
                     kill_grace=args.run_kill_grace, progress=regexes)
     if not args.run_quiet:
-        print(f"bgmon run: task {name} (bg_{hexid}) in {directory}", file=sys.stderr, flush=True)
+        print(f"bgmon run: task {name} #bg_{hexid} in {directory}", file=sys.stderr, flush=True)
     journal = RestartJournal.for_task(directory, cfg.cwd, f"bg_{hexid}", argv)
     return Supervisor(cfg, status, log, catalogue, RestartPolicy(args.run_restart), journal)
 

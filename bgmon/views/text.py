@@ -13,6 +13,7 @@ from rich.text import Text
 from bgmon.clip import one_line
 from bgmon.engine import Change
 from bgmon.model import Badge, TaskSnapshot
+from bgmon.resolve import task_label
 from bgmon.timefmt import ago, clock
 from bgmon.views.order import arrange, counts
 
@@ -36,14 +37,17 @@ def badge_text(s: TaskSnapshot) -> Text:
     return text
 
 
-def last_life(s: TaskSnapshot, now: float) -> str:
-    """`06:40, 4m ago`: when the task last showed a sign of life (not when this was printed)."""
+def last_life(s: TaskSnapshot, now: float | None) -> str:
+    """`06:40, 4m ago`: when the task last showed a sign of life (not when this was printed);
+    without `now` (lines printed as changes happen) only the clock time."""
     if s.last_activity is None:
         return "no activity seen"
+    if now is None:
+        return clock(s.last_activity)
     return f"{clock(s.last_activity)}, {ago(now - s.last_activity)} ago"
 
 
-def task_line(s: TaskSnapshot, now: float, depth: int = 0) -> Text:
+def task_line(s: TaskSnapshot, depth: int = 0, now: float | None = None) -> Text:
     line = Text("  " * depth)
     line.append(f"[{last_life(s, now)}] ", style="dim")
     # `name #id` as in the TUI and `bgmon history`: either can be given to `bgmon propose`.
@@ -84,7 +88,7 @@ def render(
     for group, rows in arrange(snaps):
         console.print(Text(group, style="bold underline"))
         for depth, s in rows:
-            console.print(task_line(s, now, depth + 1))
+            console.print(task_line(s, depth + 1, now))
     if snaps:
         c = counts(snaps)
         parts = [f"{n} {b.value}" for b, n in c.items() if n]
@@ -119,7 +123,7 @@ class ChangePrinter:
                     continue
                 self._heading(group)
                 self._shown[s.key] = line.plain
-                self._names[s.key] = s.name if s.id == s.name else f"{s.name} ({s.id})"
+                self._names[s.key] = task_label(s.name, s.id)
                 self.console.print(line)
         for c in changes:
             if c.kind == "removed" and c.key in self._shown:
