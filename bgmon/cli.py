@@ -36,7 +36,8 @@ def exit_for_signal(signum: int) -> int:
     return 128 + signum
 
 
-SUBCOMMANDS = ("demo", "run", "watch", "propose", "approve", "reject", "history", "report")
+SUBCOMMANDS = ("demo", "run", "watch", "propose", "approve", "reject", "history", "report",
+               "hooks")
 SERVE = "serve"  # the live engine without a screen (the monitor's own options)
 
 EPILOG = """\
@@ -50,6 +51,7 @@ commands:
   bgmon reject PROPOSAL_ID        reject a proposal (--reason TEXT)
   bgmon history [TASK]            past health changes, proposals, decisions, results
   bgmon report                    summary of the journal
+  bgmon hooks install|uninstall AGENT  let claude or codex report its state by hooks (--dry-run)
   (each takes --help)
 
 exit status (--once):
@@ -354,6 +356,10 @@ def _monitor_main(argv: list[str], serving: bool = False) -> int:
 
 
 def _subcommand_main(name: str, argv: list[str]) -> int:
+    if name == "hooks":
+        from bgmon.hooks.install import main as hooks_main
+
+        return hooks_main(argv)
     if name == "demo":
         from bgmon.demo import main as demo_main
 

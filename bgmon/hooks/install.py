@@ -1,0 +1,233 @@
+"""`bgmon hooks install|uninstall AGENT`: wire an agent's own lifecycle hooks to bgmon's recorder.
+
+Claude Code: entries merged into `settings.json` (`hooks` → event → matcher groups), each
+command ending in MARKER so bgmon finds exactly its own again. Codex: a top-level `notify` in
+`config.toml` (Codex runs it after every turn), on lines ending in MARKER. Installing twice
+changes nothing; uninstalling removes exactly those entries (and restores the file byte for byte
+when nothing else changed since); before any change the previous file is kept as
+FILE.bgmon-backup; --dry-run prints the change as a diff and writes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import shlex
+import sys
+import tomllib
+from pathlib import Path
+
+MARKER = "# bgmon-hook"
+RECORDER = Path(__file__).with_name("record.py")
+BACKUP = ".bgmon-backup"
+
+# Claude Code hook events → the matcher for tool events (None: no matcher).
+CLAUDE_EVENTS: dict[str, str | None] = {
+    "UserPromptSubmit": None,
+    "PreToolUse": "*",
+    "PostToolUse": "*",
+    "Notification": None,
+    "Stop": None,
+    "StopFailure": None,
+    "SubagentStop": None,
+    "SessionEnd": None,
+}
+
+
+class HookError(Exception):
+    """Something a person must fix first (the file is left as it was)."""
+
+
+def command(agent: str) -> list[str]:
+    """The recorder's argv: the running interpreter, isolated (-I) and without site (-S): it
+    needs nothing but the standard library, and starts fastest so."""
+    return [sys.executable, "-I", "-S", str(RECORDER), agent]
+
+
+# -- Claude Code: settings.json -----------------------------------------------------------
+
+
+def _ours(group: object) -> bool:
+    hooks = group.get("hooks") if isinstance(group, dict) else None
+    return bool(hooks) and all(isinstance(h, dict) and str(h.get("command", "")).endswith(MARKER)
+                               for h in hooks)
+
+
+def _claude_group(matcher: str | None) -> dict:
+    entry = {"type": "command", "command": f"{shlex.join(command('claude'))} {MARKER}", "timeout": 5}
+    return {"matcher": matcher, "hooks": [entry]} if matcher is not None else {"hooks": [entry]}
+
+
+def _load_json(path: Path, text: str) -> dict:
+    if not text.strip():
+        return {}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HookError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); not changed") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("hooks", {}), dict):
+        raise HookError(f"{path} does not hold a settings object with a `hooks` table; not changed")
+    return obj
+
+
+def _dump(obj: dict, like: str) -> str:
+    # Claude Code writes its settings as JSON.stringify(…, null, 2): the same here, so that a
+    # file it wrote differs only by bgmon's entries.
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    return text + "\n" if like.endswith("\n") or not like else text
+
+
+def claude_installed(text: str, path: Path) -> str:
+    obj = _load_json(path, text)
+    hooks = obj.setdefault("hooks", {})
+    for event, matcher in CLAUDE_EVENTS.items():
+        groups = hooks.get(event)
+        if not isinstance(groups, list):
+            if groups is not None:
+                raise HookError(f"{path}: hooks.{event} is not a list; not changed")
+            groups = hooks[event] = []
+        want = _claude_group(matcher)
+        if want in groups:
+            continue
+        groups[:] = [g for g in groups if not _ours(g)] + [want]
+    new = _dump(obj, text)
+    return text if json.loads(new) == _load_json(path, text) else new
+
+
+def claude_removed(text: str, path: Path) -> str:
+    obj = _load_json(path, text)
+    hooks = obj.get("hooks")
+    if not isinstance(hooks, dict):
+        return text
+    changed = False
+    for event in list(hooks):
+        groups = hooks[event]
+        if isinstance(groups, list) and any(_ours(g) for g in groups):
+            hooks[event] = [g for g in groups if not _ours(g)]
+            changed = True
+            if not hooks[event]:
+                del hooks[event]
+    if not changed:
+        return text
+    if not hooks:
+        del obj["hooks"]
+    return _dump(obj, text)
+
+
+# -- Codex: config.toml --------------------------------------------------------------------
+
+
+def codex_installed(text: str, path: Path) -> str:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise HookError(f"{path} is not valid TOML ({exc}); not changed") from None
+    line = f"notify = {json.dumps(command('codex'))}  {MARKER}\n"
+    if line in text:
+        return text
+    rest = codex_removed(text, path)
+    if "notify" in tomllib.loads(rest):
+        raise HookError(f"{path} already sets notify = {data['notify']!r}; bgmon will not replace it "
+                        "(Codex runs one notify program): remove it, then install again")
+    head = f"{MARKER}: Codex runs this after every turn (bgmon hooks uninstall codex removes it)\n"
+    return head + line + rest
+
+
+def codex_removed(text: str, path: Path) -> str:
+    kept = [ln for ln in text.splitlines(keepends=True) if not ln.rstrip("\n").rstrip().endswith(MARKER)
+            and not ln.startswith(f"{MARKER}:")]
+    return "".join(kept)
+
+
+# -- applying a change ---------------------------------------------------------------------
+
+PLANS = {
+    "claude": ("settings.json", claude_installed, claude_removed),
+    "codex": ("config.toml", codex_installed, codex_removed),
+}
+
+
+def target(agent: str, home: Path) -> Path:
+    return home / PLANS[agent][0]
+
+
+def change(agent: str, path: Path, install: bool, dry_run: bool, out) -> bool:
+    """Install or remove bgmon's hooks in `path`; print what changed (a diff when dry-running).
+    Returns True when the file changed (or would)."""
+    try:
+        old = path.read_text("utf-8")
+    except FileNotFoundError:
+        old = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HookError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    _, add, remove = PLANS[agent]
+    new = add(old, path) if install else remove(old, path)
+    backup = path.with_name(path.name + BACKUP)
+    if not install and new != old and backup.exists():
+        # Nothing but bgmon's entries changed since the backup: put the exact bytes back.
+        try:
+            saved = backup.read_text("utf-8")
+            if _same(agent, saved, new, path):
+                new = saved
+        except (OSError, UnicodeDecodeError, HookError):
+            pass
+    if new == old:
+        print(f"{path}: bgmon's {agent} hooks are {'already' if install else 'not'} installed; nothing to change",
+              file=out)
+        return False
+    if dry_run:
+        out.writelines(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                            str(path), f"{path} (with bgmon's hooks)" if install else
+                                            f"{path} (without bgmon's hooks)"))
+        return True
+    _write(path, old, new, backup)
+    verb = "installed in" if install else "removed from"
+    print(f"bgmon's {agent} hooks {verb} {path} (previous file kept as {backup.name})", file=out)
+    return True
+
+
+def _same(agent: str, saved: str, new: str, path: Path) -> bool:
+    if agent == "claude":
+        return _load_json(path, saved) == _load_json(path, new)
+    return saved == new
+
+
+def _write(path: Path, old: str, new: str, backup: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = 0o600
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        backup.write_text(old, "utf-8")
+        os.chmod(backup, mode)
+    tmp = path.with_name(f".{path.name}.bgmon-tmp")
+    tmp.write_text(new, "utf-8")
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str], out=None) -> int:
+    """`bgmon hooks install|uninstall AGENT [--dry-run] [--file FILE]`; exit 0, or 2 with a
+    one-line message when the file must be fixed first."""
+    import argparse
+
+    from bgmon.agents import by_name
+
+    out = out or sys.stdout
+    p = argparse.ArgumentParser(prog="bgmon hooks", description="Let an agent report its own state "
+                                "to bgmon through its hooks (opt-in; see docs/agents.md).")
+    p.add_argument("action", choices=("install", "uninstall"))
+    p.add_argument("agent", choices=sorted(PLANS))
+    p.add_argument("--dry-run", action="store_true", help="print the change as a diff; write nothing")
+    p.add_argument("--file", type=Path, help="the settings file to change (default: the one in the "
+                   "agent's home: ~/.claude/settings.json, ~/.codex/config.toml)")
+    args = p.parse_args(argv)
+    agent = by_name(args.agent)
+    assert agent is not None
+    path = args.file or target(args.agent, agent.home_dir(None) or Path.home())
+    try:
+        change(args.agent, path, args.action == "install", args.dry_run, out)
+    except HookError as exc:
+        print(f"bgmon: {exc}", file=sys.stderr)
+        return 2
+    return 0
