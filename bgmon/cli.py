@@ -21,6 +21,7 @@ from pathlib import Path
 from bgmon import __version__
 from bgmon.agents import REGISTRY
 from bgmon.config import Config, ConfigError, load_config, validate
+from bgmon.printable import printable
 from bgmon.timefmt import parse_duration
 
 EXIT_OK = 0
@@ -328,7 +329,7 @@ def _monitor_main(argv: list[str], serving: bool = False) -> int:
     _check_modes(args, serving)
     config, warnings = resolve_config(args)
     for w in warnings:
-        print(f"bgmon: {w}", file=sys.stderr)
+        print(printable(f"bgmon: {w}"), file=sys.stderr)
     if args.print_config:
         sys.stdout.write(config.to_toml())
         return EXIT_OK
@@ -392,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             return _monitor_main(argv[1:], serving=True)
         return _monitor_main(argv)
     except (UsageError, ConfigError) as exc:
-        print(f"bgmon: {exc}", file=sys.stderr)
+        print(printable(f"bgmon: {exc}"), file=sys.stderr)  # names paths from config and flags
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

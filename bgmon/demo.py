@@ -335,12 +335,11 @@ def _once(handle: DemoHandle, config: Config, as_json: bool) -> int:
 
 def _follow_text(handle: DemoHandle, config: Config) -> int:
     """No screen: say where the tasks are, then print each task as it appears or changes badge."""
-    from rich.console import Console
-
     from bgmon.engine import Monitor
+    from bgmon.views.terminal import console as terminal_console
     from bgmon.views.text import task_line
 
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+    console = terminal_console(sys.stdout, highlight=False, soft_wrap=True, emoji=False)
     try:
         console.print(f"bgmon demo: {len(TASKS)} simulated tasks running in {handle.root}")
         console.print("watch them from another terminal with:  bgmon --no-claude --no-codex "

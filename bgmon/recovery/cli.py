@@ -18,6 +18,7 @@ import orjson
 from bgmon.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bgmon.clip import clip, flat
 from bgmon.model import TaskSnapshot
+from bgmon.printable import json_printable, printable_stream
 from bgmon.recovery.journal import PENDING, Journal, JournalUnreadable
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import NOT_FOUND, Outcome, RecoveryService
@@ -141,8 +142,9 @@ def run_command(
     stdin: TextIO | None = None,
 ) -> int:
     """Run one recovery subcommand. `target`: a Config or a `find_task(ref)` function."""
-    out = out or sys.stdout
-    err = err or sys.stderr
+    # Proposals, records and outcomes carry task and model text: shown inert (bgmon.printable).
+    out = printable_stream(out or sys.stdout)
+    err = printable_stream(err or sys.stderr)
     stdin = stdin or sys.stdin
     command = getattr(args, "command", None)
     if command not in COMMANDS:
@@ -181,7 +183,7 @@ def _dispatch(
         return _history(args, service, tasks, out, err)
     report = service.report()
     if args.json:
-        out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+        _write_json(out, report, indent=True)
     else:
         out.write(format_report(report, tasks.names()))
     return EXIT_OK
@@ -205,7 +207,7 @@ def _history(
               "skipped", file=err)
     if args.json:
         shown = [{**r, "name": record_name(r, names)} for r in records]
-        out.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode() + "\n")
+        _write_json(out, shown, indent=True)
     elif not records:
         where = f" for {args.task}" if args.task else ""
         print(f"no records{where} in {service.journal.path}", file=out)
@@ -245,7 +247,7 @@ def _propose(
     )
     assert proposal is not None  # no cancel event given
     if args.json:
-        out.write(orjson.dumps(proposal.to_json()).decode() + "\n")
+        _write_json(out, proposal.to_json())
     else:
         out.write(format_proposal(proposal))
     return EXIT_OK
@@ -284,7 +286,7 @@ def _approve(
 
 def _print_outcome(outcome: Outcome, as_json: bool, out: TextIO, err: TextIO) -> int:
     if as_json:
-        out.write(orjson.dumps(outcome.to_json()).decode() + "\n")
+        _write_json(out, outcome.to_json())
     elif outcome.status == NOT_FOUND:
         print(f"bgmon: {outcome.message}", file=err)
     else:
@@ -303,6 +305,11 @@ def _print_outcome(outcome: Outcome, as_json: bool, out: TextIO, err: TextIO) ->
                 for line in r.output_tail.rstrip("\n").splitlines()[-20:]:
                     print(f"      | {line}", file=out)
     return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def _write_json(out: TextIO, obj: Any, indent: bool = False) -> None:
+    data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 if indent else 0)
+    out.write(json_printable(data).decode() + "\n")
 
 
 # --- text formats -----------------------------------------------------------------------------

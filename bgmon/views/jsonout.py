@@ -16,6 +16,7 @@ import orjson
 from bgmon import __version__
 from bgmon.engine import Change
 from bgmon.model import Badge, Health, Progress, Reason, TaskSnapshot
+from bgmon.printable import json_printable
 from bgmon.timefmt import iso, parse_time
 
 VERSION = 1
@@ -57,7 +58,7 @@ def document(snaps: list[TaskSnapshot], now: float, warnings: list[str]) -> byte
         "tasks": [task_json(s) for s in snaps],
         "warnings": warnings,
     }
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    return json_printable(orjson.dumps(doc, option=orjson.OPT_INDENT_2)) + b"\n"
 
 
 def change_lines(changes: list[Change], now: float) -> list[bytes]:
@@ -82,31 +83,35 @@ def change_lines(changes: list[Change], now: float) -> list[bytes]:
             }
         else:
             continue
-        out.append(orjson.dumps(obj) + b"\n")
+        out.append(_line(obj))
     return out
 
 
+def _line(obj: dict[str, Any]) -> bytes:
+    """One JSON line; task text escaped, never a raw control character (bgmon.printable)."""
+    return json_printable(orjson.dumps(obj)) + b"\n"
+
+
 def snapshot_line(s: TaskSnapshot, now: float) -> bytes:
-    return orjson.dumps({"event": "snapshot", "at": iso(now), "task": task_json(s)}) + b"\n"
+    return _line({"event": "snapshot", "at": iso(now), "task": task_json(s)})
 
 
 def hello_line(config: Any, now: float) -> bytes:
     """The stream's first line: who is speaking, in which protocol version."""
-    return orjson.dumps({
+    return _line({
         "event": "hello", "version": VERSION, "bgmon": __version__, "host": local_host(),
         "roots": list(config.roots), "at": iso(now),
-    }) + b"\n"
+    })
 
 
 def synced_line(tasks: int, warnings: list[str], now: float) -> bytes:
     """After the first snapshot lines: every task has been sent once."""
-    return orjson.dumps({"event": "synced", "tasks": tasks, "warnings": warnings,
-                         "at": iso(now)}) + b"\n"
+    return _line({"event": "synced", "tasks": tasks, "warnings": warnings, "at": iso(now)})
 
 
 def warnings_line(warnings: list[str], now: float) -> bytes:
     """The reading warnings, whenever they change (the whole list)."""
-    return orjson.dumps({"event": "warnings", "warnings": warnings, "at": iso(now)}) + b"\n"
+    return _line({"event": "warnings", "warnings": warnings, "at": iso(now)})
 
 
 # -- reading the stream back (remote hosts) --------------------------------------------------

@@ -16,6 +16,7 @@ from bgmon.model import Badge, TaskSnapshot
 from bgmon.resolve import task_label
 from bgmon.timefmt import ago, clock
 from bgmon.views.order import arrange, counts
+from bgmon.views.terminal import console as terminal_console
 
 MARK = "✎"  # bgmon's own mark on a task (recovery `mark`), in every view
 
@@ -67,9 +68,10 @@ def task_line(s: TaskSnapshot, depth: int = 0, now: float | None = None) -> Text
     return line
 
 
-def _console(out: TextIO) -> Console:
-    # markup=False: task names, paths and warnings are other people's text, never Rich markup.
-    return Console(file=out, highlight=False, soft_wrap=True, emoji=False, markup=False)
+def _console(out: TextIO, force_terminal: bool | None = None) -> Console:
+    # Task names, paths and warnings are other people's text: never markup, never raw controls.
+    return terminal_console(out, highlight=False, soft_wrap=True, emoji=False,
+                            force_terminal=force_terminal)
 
 
 def render(
@@ -78,8 +80,9 @@ def render(
     looked: list[str],
     out: TextIO,
     now: float,
+    force_terminal: bool | None = None,
 ) -> None:
-    console = _console(out)
+    console = _console(out, force_terminal)
     if not snaps:
         console.print("No background tasks found. Looked in:")
         for where in looked:

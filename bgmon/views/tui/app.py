@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.filter import LineFilter
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, Tree
 from textual.worker import Worker, WorkerState
@@ -31,6 +32,7 @@ from bgmon.views.tui.detail import DetailPanel, render_group, render_task
 from bgmon.views.tui.fmt import age
 from bgmon.views.tui.help import HelpScreen
 from bgmon.views.tui.messages import TasksChanged
+from bgmon.views.tui.printable import PrintableLines
 from bgmon.views.tui.recovery import RAN, RecoveryPanel
 from bgmon.views.tui.recovery_text import last_recovery
 from bgmon.views.tui.sync import TreeSync
@@ -90,6 +92,14 @@ class BgmonApp(App[int]):
         self.recovery = recovery if recovery is not None else self._service()
         self.recovered: dict[str, RecoveryPanel.Decided] = {}  # task key → its last approval that ran
         self.panel = RecoveryPanel(self.recovery, self.snapshot_for, id="recovery")
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        """Textual's filters plus the printable boundary: every widget's every line (tree,
+        detail, recovery panel, modals, notifications) reaches the terminal without a control
+        character from task or model text."""
+        return [*super().get_line_filters(), self._printable]
+
+    _printable = PrintableLines()
 
     def _service(self) -> RecoveryService | None:
         """The recovery service for the watched root; None (recovery off, the monitor works on)

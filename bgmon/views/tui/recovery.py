@@ -28,7 +28,7 @@ from bgmon.recovery.redact import redact
 from bgmon.recovery.service import ACTION_FAILED, DONE, Outcome, RecoveryService, SnapshotLookup
 from bgmon.views.tui.confirm import ConfirmScreen
 from bgmon.views.tui.fmt import one_line
-from bgmon.views.tui.recovery_text import clean, outcome_text, proposal_text
+from bgmon.views.tui.recovery_text import outcome_text, proposal_text
 
 RAN = (DONE, ACTION_FAILED)  # outcomes in which actions really ran
 
@@ -302,11 +302,11 @@ class RecoveryPanel(VerticalScroll):
     def body(self) -> RenderableType:
         parts: list[RenderableType] = []
         if self.proposal is None:
-            parts.append(Text.assemble(("Recovery · ", "bold"), (clean(self.task_name), "bold")))
+            parts.append(Text.assemble(("Recovery · ", "bold"), (self.task_name, "bold")))
             if self.loading_proposal:
                 parts.append(Text("Asking for a proposal… esc cancels.", style="dim"))
             if self.error:
-                parts.append(Text(clean(self.error), style="bold red"))
+                parts.append(Text(self.error, style="bold red"))
                 parts.append(Text("\nr asks again · esc closes", style="dim"))
             return Group(*parts)
         parts += proposal_text(self.task_name, self.proposal, self.lines, self.state)
@@ -316,7 +316,7 @@ class RecoveryPanel(VerticalScroll):
         if self.working:
             parts.append(Text("\nWorking…", style="bold"))
         if self.note:
-            parts.append(Text(f"\n{clean(self.note)}", style="bold"))
+            parts.append(Text(f"\n{self.note}", style="bold"))
         hint = "a approve · x reject · esc close" if self.state == PENDING else "r ask again · esc close"
         parts.append(Text(f"\n{hint}", style="dim"))
         return Group(*parts)

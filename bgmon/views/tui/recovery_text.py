@@ -6,8 +6,6 @@ no console markup is ever parsed out of a diagnosis, an argv or a command's outp
 
 from __future__ import annotations
 
-import re
-
 import orjson
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -24,37 +22,29 @@ STATE_STYLES = {
 }
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def clean(text: str) -> str:
-    """Untrusted text with control characters (escape sequences, bells) made visible as `?`."""
-    return _CONTROL.sub("?", text)
-
-
 def state_text(state: str | None) -> Text:
     return Text(state or "unknown", style=STATE_STYLES.get(state or "", "dim"))
 
 
 def _raw(value: object) -> str:
     text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-    return clean(one_line(text, 200))
+    return one_line(text, 200)
 
 
 def proposal_text(task: str, p: Proposal, lines: list[str], state: str | None) -> list[RenderableType]:
     """The proposal: where it came from, the diagnosis, each action's exact effect, refusals."""
-    parts: list[RenderableType] = [Text.assemble(("Recovery · ", "bold"), (clean(task), "bold"))]
+    parts: list[RenderableType] = [Text.assemble(("Recovery · ", "bold"), (task, "bold"))]
     parts.append(field_grid([
         ("proposal", Text.assemble((p.id, "cyan"), "  ", state_text(state))),
         ("from", p.origin),
         ("confidence", f"{p.confidence:.2f}"),
     ]))
     parts.append(heading("Diagnosis"))
-    parts.append(Text(clean(p.diagnosis)))
+    parts.append(Text(p.diagnosis))
     if lines:
         parts.append(heading("Actions (in order, when approved)"))
         for line in lines:
-            parts.append(Text(clean(line), style="bold yellow" if "DESTRUCTIVE" in line else ""))
+            parts.append(Text(line, style="bold yellow" if "DESTRUCTIVE" in line else ""))
     else:
         parts.append(heading("Actions"))
         parts.append(Text("none: approving only records the decision", style="dim"))
@@ -62,7 +52,7 @@ def proposal_text(task: str, p: Proposal, lines: list[str], state: str | None) -
         parts.append(heading(f"Refused ({len(p.refused)}, never run)"))
         for item in p.refused:
             reason = str(item.get("reason", "refused"))
-            parts.append(Text.assemble(("✗ refused ", "bold red"), (clean(reason), "red")))
+            parts.append(Text.assemble(("✗ refused ", "bold red"), (reason, "red")))
             if item.get("raw") is not None:
                 parts.append(Text(f"  {_raw(item['raw'])}", style="dim"))
     return parts
@@ -75,10 +65,10 @@ def result_lines(r: ActionResult) -> list[Text]:
         mark, style = "✓ ok", "bold green"
     else:
         mark, style = "✗ failed", "bold red"
-    line = Text.assemble((mark, style), f" {r.kind}: ", clean(r.detail or r.error or r.effect))
+    line = Text.assemble((mark, style), f" {r.kind}: ", r.detail or r.error or r.effect)
     out = [line]
     if r.error and r.detail and r.error not in r.detail:
-        out.append(Text(f"  error: {clean(r.error)}", style="red"))
+        out.append(Text(f"  error: {r.error}", style="red"))
     facts = []
     if r.exit_code is not None:
         facts.append(f"exit code {r.exit_code}")
@@ -88,13 +78,13 @@ def result_lines(r: ActionResult) -> list[Text]:
         out.append(Text("  " + " · ".join(facts), style="cyan"))
     if r.output_tail:
         tail = r.output_tail.rstrip("\n").splitlines()[-OUTPUT_LINES:]
-        out += [Text(f"  │ {clean(one_line(t, 200))}", style="dim") for t in tail]
+        out += [Text(f"  │ {one_line(t, 200)}", style="dim") for t in tail]
     return out
 
 
 def outcome_text(o: Outcome) -> list[RenderableType]:
     style = "bold green" if o.status == "executed" else ("bold red" if not o.ok else "bold")
-    parts: list[RenderableType] = [Text.assemble(("Result: ", "bold"), (clean(o.message), style))]
+    parts: list[RenderableType] = [Text.assemble(("Result: ", "bold"), (o.message, style))]
     for r in o.results:
         parts += result_lines(r)
     return parts
