@@ -1,11 +1,15 @@
 """The live engine: file events + a slow safety sweep + process looks + a 1 s health tick.
 
-One `watchfiles.awatch` watches every directory that holds a task file, non-recursively (a
-watch on a file dies at the first atomic replace; a directory's does not). Events are only a
-hint: they name paths to re-read through the same incremental readers `--once` uses. The sweep
-catches what the kernel dropped (queue overflow, directories beyond the inotify limit). All
-Monitor calls happen one at a time in a worker thread, so the event loop (and a UI) never waits
-on the disk.
+Every directory that holds a task file is watched, non-recursively (a watch on a file dies at
+the first atomic replace; a directory's does not), through `sources.watch`. The watch is armed
+before the first scan and before each new directory is read again, so nothing written in between
+is missed. Events are only a hint: they name paths to re-read through the same incremental
+readers `--once` uses. Directories beyond the watch limit are polled at `sweep_interval`; the
+full sweep (discovery + every file) is then only a safety net for what the kernel dropped. With
+no inotify at all, everything is swept at `sweep_interval`, and the person is told.
+
+All Monitor calls happen one at a time in a worker thread, so the event loop (and a UI) never
+waits on the disk.
 """
 
 from __future__ import annotations
@@ -18,21 +22,22 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from watchfiles import awatch
-
 from bgmon.board import Board, SweepStats
 from bgmon.cli import EXIT_OK
 from bgmon.config import Config
 from bgmon.engine import Change, Monitor
 from bgmon.recovery.auto import AutoRecovery
+from bgmon.sources.discover import discover
+from bgmon.sources.watch import WATCHES_LIMIT, DirWatch, Inotify, instances_problem, read_limit
 
 if TYPE_CHECKING:
     from bgmon.notify.notifier import Notifier
 
 TICK_MS = 1000  # time-based rules (stuck) are re-checked at least this often
-MAX_WATCHED = 8000  # beyond this, rely on the sweep (inotify watches are a shared budget)
-# While every directory is watched the sweep is only a safety net: it may use at most this share
-# of one core, so with many tasks its interval stretches beyond `sweep_interval` (up to
+COALESCE = 0.005  # after the first event, wait this long so one burst of writes is one pass
+RESYNC = 1.0  # after reads without a sweep, re-check the set of directories at most this often
+# While the watch works the full sweep is only a safety net: it may use at most this share of
+# one core, so with many tasks its interval stretches beyond `sweep_interval` (up to
 # SWEEP_STRETCH_MAX seconds). With 1,000 tasks a sweep costs ~30 ms of CPU: every ~15 s.
 SWEEP_SHARE = 0.002
 SWEEP_STRETCH_MAX = 60.0
@@ -54,6 +59,7 @@ class LiveEngine:
         clock: Callable[[], float] = time.monotonic,
         recorder: Recorder | None = None,
         auto: AutoRecovery | None = None,
+        inotify: Callable[[], Inotify] | None = None,  # a seam for tests; None: Inotify
         sweeps: SweepStats | None = None,
         notifier: Notifier | None = None,
     ) -> None:
@@ -66,93 +72,137 @@ class LiveEngine:
         self.journal_errors = 0
         self.clock = clock
         self.config: Config = monitor.config
+        self._inotify = inotify
+        self.watch: DirWatch | None = None
+        self.watch_problem: str | None = None  # why nothing is watched (then all is swept)
         self._next_sweep = 0.0
         self._next_procs = 0.0
+        self._next_poll = 0.0
+        self._next_sync = 0.0
         self._stop = asyncio.Event()
-        self._rewatch = asyncio.Event()
-        self._watching_all = False  # every wanted directory is under the watch
+        self._wake = asyncio.Event()
+        self._overflow = False  # the kernel dropped events: sweep
+        self._rescan = False  # directories were armed after their files were read: sweep
+        self._behind: set[str] = set()  # logs with more bytes than one pass reads
+        self._polled: dict[str, int | None] = {}  # unwatched directory → its mtime (ns)
+        self._files_in: dict[str, list[str]] = {}  # directory → the task files in it
+        self._announced: list[str] = []
         self.batches = 0  # file-event batches handled (for tests and benches)
 
     def stop(self) -> None:
         if self.auto is not None:
             self.auto.close()
         self._stop.set()
-        self._rewatch.set()
+        self._wake.set()
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a person should know about the watch itself (shown by every live view)."""
+        every = f"{self.config.sweep_interval:g} s"
+        if self.watch_problem:
+            return [f"{self.watch_problem}; checking every {every} instead"]
+        if self.watch is not None and self.watch.limited:
+            limit = read_limit(WATCHES_LIMIT)
+            known = f" of {limit:,}" if limit else ""
+            return [f"{self.watch.limited:,} folder(s) beyond the inotify watch budget "
+                    f"({self.watch.budget:,}{known} per user; raise fs.inotify.max_user_watches): "
+                    f"checking them every {every}"]
+        return []
+
+    # -- the loop (event loop side) --------------------------------------------------------
 
     async def run(self) -> None:
-        await asyncio.to_thread(self._step, None, True)
-        while not self._stop.is_set():
-            wanted = self.monitor.watch_dirs()
-            dirs, complete = self._dirs(wanted)
-            self._rewatch = asyncio.Event()
-            if not dirs:
-                await self._idle()
-                continue
-            self._watching_all = complete and len(dirs) == len(wanted)
-            try:
-                async for changes in awatch(
-                    *dirs,
-                    watch_filter=None,
-                    recursive=False,
-                    debounce=30,
-                    step=25,
-                    rust_timeout=TICK_MS,
-                    yield_on_timeout=True,
-                    stop_event=self._rewatch,
-                    ignore_permission_denied=True,
-                ):
-                    paths = {path for _, path in changes}
-                    read = await asyncio.to_thread(self._step, paths, False)
-                    if read and self._moved(wanted, dirs, complete):
-                        break  # new or vanished directories: watch the new set
-            except OSError:
-                # A watched directory vanished while the watch was set up: the next pass
-                # watches the new set; meanwhile the tick and the sweep carry on.
-                self._watching_all = False
-                await self._idle()
-            self._watching_all = False
-
-    async def _idle(self) -> None:
-        """No directory to watch (yet): tick and sweep until one appears."""
+        loop = asyncio.get_running_loop()
+        self._open_watch(loop)
         try:
-            await asyncio.wait_for(self._stop.wait(), TICK_MS / 1000)
-        except TimeoutError:
-            await asyncio.to_thread(self._step, None, False)
+            await asyncio.to_thread(self._step, None, True)
+            while not self._stop.is_set():
+                if not (self._wake.is_set() or self._more()):
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), TICK_MS / 1000)
+                    except TimeoutError:
+                        pass
+                if self._stop.is_set():
+                    break
+                if self._wake.is_set():
+                    await asyncio.sleep(COALESCE)
+                    self._wake.clear()
+                await asyncio.to_thread(self._step, self._take(), False)
+        finally:
+            self._close_watch(loop)
 
-    @staticmethod
-    def _dirs(wanted: set[str]) -> tuple[list[str], bool]:
-        """The directories to watch (those that exist, at most MAX_WATCHED), and whether
-        every wanted directory existed."""
-        existing = sorted(d for d in wanted if os.path.isdir(d))
-        return existing[:MAX_WATCHED], len(existing) == len(wanted)
+    def _open_watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self.watch = DirWatch((self._inotify or Inotify)())
+            loop.add_reader(self.watch.inotify.fileno(), self._on_events)
+        except OSError as exc:
+            self._lose_watch(loop, instances_problem(exc))
 
-    def _moved(self, wanted: set[str], dirs: list[str], complete: bool) -> bool:
-        """Must the watch be set up again? Runs after every pass (each tick too), so the common
-        case is cheap: compare the monitor's set of directories, not stat thousands of them.
-        Only when some were missing at the start is existence checked again, to pick them up."""
-        now_wanted = self.monitor.watch_dirs()
-        if now_wanted != wanted:
-            return True
-        return not complete and self._dirs(now_wanted)[0] != dirs
+    def _lose_watch(self, loop: asyncio.AbstractEventLoop, problem: str) -> None:
+        """No watch (none could be had, or it broke): sweep everything at the configured pace."""
+        self._close_watch(loop)
+        self.watch_problem = problem
+        self._next_sweep = 0.0
+        self._wake.set()
+
+    def _close_watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            if watch.inotify.fileno() >= 0:
+                loop.remove_reader(watch.inotify.fileno())
+            watch.close()
+
+    def _on_events(self) -> None:
+        watch = self.watch
+        if watch is None:
+            return
+        try:
+            if watch.drain():
+                self._wake.set()
+        except OSError as exc:
+            self._lose_watch(asyncio.get_running_loop(), f"file watch failed: {exc.strerror or exc}")
+
+    def _more(self) -> bool:
+        """Work that must not wait for the next tick."""
+        return self._rescan or self._overflow or bool(self._behind)
+
+    def _take(self) -> set[str]:
+        paths: set[str] = set()
+        if self.watch is not None:
+            paths, overflow = self.watch.take()
+            self._overflow |= overflow
+        return paths | self._behind
+
+    # -- one pass (worker thread side) -----------------------------------------------------
 
     def _step(self, paths: set[str] | None, first: bool) -> bool:
         """One pass in the worker thread: read what changed, sweep and look when due, judge.
-        Returns whether files were read (only then can the set of directories change)."""
+        Returns whether files were read."""
         monitor = self.monitor
         now = self.clock()
-        sweep = first or now >= self._next_sweep
+        if first and self.watch is not None:
+            # Arm before the first read: whatever is written after a file is read is an event.
+            found = discover(self.config, monitor.clock())
+            self._sync(found.watch)
+        sweep = first or now >= self._next_sweep or self._overflow or self._rescan
+        self._overflow = self._rescan = False
+        read = bool(paths)
         if paths:
             self.batches += 1
             sweep |= monitor.on_paths(paths)
+        if not sweep and self.watch is not None and self.watch.unwatched and now >= self._next_poll:
+            sweep |= self._poll_unwatched()
+            read = True
+            self._next_poll = now + self.config.sweep_interval
         if sweep:
-            cpu, wall = time.thread_time(), time.perf_counter()
-            monitor.sweep()
-            self.sweeps.add(time.perf_counter() - wall)
-            interval = self.config.sweep_interval
-            if self._watching_all:
-                cost = time.thread_time() - cpu
-                interval = min(max(interval, cost / SWEEP_SHARE), max(interval, SWEEP_STRETCH_MAX))
-            self._next_sweep = now + interval
+            self._sweep(now)
+        read |= sweep
+        if read:
+            self._behind = self._behind_logs()
+        if self.watch is not None and (sweep or (read and now >= self._next_sync)):
+            if self._sync(monitor.watch_dirs()):
+                self._rescan = True  # newly armed after a read: what changed between needs a look
+            self._next_sync = now + RESYNC
         if first or now >= self._next_procs:
             monitor.look_procs()
             self._next_procs = now + self.config.proc_interval
@@ -166,9 +216,67 @@ class LiveEngine:
         if self.notifier is not None:
             # Every pass too: a new badge is announced once it has held, which takes time.
             self.notifier.on_changes(changes, monitor.clock())
-        if changes or first:
+        warnings = self.warnings
+        if changes or first or warnings != self._announced:
+            self._announced = warnings
             self.emit(changes)
-        return sweep or bool(paths)
+        return read
+
+    def _sweep(self, now: float) -> None:
+        cpu, wall = time.thread_time(), time.perf_counter()
+        self.monitor.sweep()
+        self.sweeps.add(time.perf_counter() - wall)
+        interval = self.config.sweep_interval
+        if self.watch is not None:
+            # Watched folders report their changes and unwatched ones are polled: the full
+            # sweep only catches what the kernel dropped, so it may be rarer.
+            cost = time.thread_time() - cpu
+            interval = min(max(interval, cost / SWEEP_SHARE), max(interval, SWEEP_STRETCH_MAX))
+        self._next_sweep = now + interval
+
+    def _sync(self, wanted: set[str]) -> bool:
+        """Watch `wanted`; True when directories were newly armed."""
+        assert self.watch is not None
+        added = self.watch.sync(wanted)
+        if self.watch.unwatched:
+            files: dict[str, list[str]] = {}
+            for snap in self.monitor.snapshots():
+                for path in snap.files:
+                    files.setdefault(os.path.dirname(path), []).append(path)
+            self._files_in = files
+        else:
+            self._files_in = {}
+        return bool(added)
+
+    def _poll_unwatched(self) -> bool:
+        """Folders the watch could not take: a changed listing (mtime) means a sweep; else
+        re-read the task files in them (a stat each when nothing changed). True to sweep."""
+        assert self.watch is not None
+        changed = False
+        polled: dict[str, int | None] = {}
+        for d in self.watch.unwatched:
+            try:
+                mtime: int | None = os.stat(d).st_mtime_ns
+            except OSError:
+                mtime = None
+            polled[d] = mtime
+            if self._polled.get(d, -1) != mtime:
+                changed = True
+        self._polled = polled
+        if changed:
+            return True
+        files = [f for d in self.watch.unwatched for f in self._files_in.get(d, ())]
+        return self.monitor.on_paths(files) if files else False
+
+    def _behind_logs(self) -> set[str]:
+        """Logs with bytes left after this pass (a burst bigger than one pass reads): read on
+        the next pass at once, not when the file next changes."""
+        return {
+            path
+            for record in self.monitor.tasks.values()
+            for path, feed in record.feeds.items()
+            if feed.reader.behind
+        }
 
     def _load_marks(self) -> None:
         if self.recorder is None:
@@ -225,7 +333,13 @@ def run_live(
         recorder = _recorder(config) if journal else None
         auto = AutoRecovery(recorder) if recorder is not None and config.auto_recover else None
 
+        told: set[str] = set()
+
         def emit_then_check(changes: list[Change]) -> None:
+            for warning in engine.warnings:
+                if warning not in told:  # e.g. no inotify: said once, on stderr
+                    told.add(warning)
+                    print(f"bgmon: {warning}", file=sys.stderr, flush=True)
             emit(changes)
             if done is not None and done():
                 loop.call_soon_threadsafe(engine.stop)

@@ -10,6 +10,7 @@ from bgmon.engine import Monitor
 from bgmon.live import SWEEP_SHARE, LiveEngine
 from bgmon.model import Badge
 from bgmon.sources.tail import TailReader
+from bgmon.sources.watch import DirWatch, Inotify
 from tests.conftest import Clock
 
 
@@ -98,10 +99,11 @@ def test_a_tick_reports_no_reads_and_a_costly_sweep_is_spaced_out(ws):
 
     slow = Slow(ws.config())
     engine = LiveEngine(slow, lambda changes: None, clock=clock)
-    engine._watching_all = True
+    engine.watch = DirWatch(Inotify())  # watched: the sweep is a safety net and may be rarer
     engine._step(None, True)
     assert engine._next_sweep - clock.t >= 0.05 / SWEEP_SHARE * 0.9
-    engine._watching_all = False  # some directories are not watched: the sweep keeps its pace
+    engine.watch.close()
+    engine.watch = None  # no watch at all: the sweep keeps its pace
     clock.t = engine._next_sweep
     engine._step(None, False)
     assert engine._next_sweep == clock.t + slow.config.sweep_interval

@@ -106,3 +106,25 @@ async def test_empty_state_says_where_it_looked_and_keeps_watching(home):
         await wait_for(pilot, lambda: badge_of(app, "late") is not None, what="late task")
         await pilot.pause(0.1)
         assert not app.query_one("#empty").display and app.query_one("#main").display
+
+
+async def test_without_inotify_the_app_says_so_and_keeps_following(home, monkeypatch):
+    """inotify instances exhausted: the engine falls back to sweeping (no "engine stopped"),
+    the reading warnings say so, and changes still arrive."""
+    import errno
+
+    import bgmon.live
+
+    def exhausted():
+        raise OSError(errno.EMFILE, "inotify_init1: Too many open files")
+
+    monkeypatch.setattr(bgmon.live, "Inotify", exhausted)
+    task = write_task(home, "worker", events=[{"type": "step", "text": "compiling"}])
+    app = BgmonApp(config_for(home, sweep_interval=0.3))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: badge_of(app, "worker") is Badge.HEALTHY, what="healthy first")
+        warning = next((w for w in app.read_warnings if "inotify" in w), None)
+        assert warning is not None and "checking every 0.3 s" in warning, app.read_warnings
+        append_log(task, *failing(3, error="pytest: 12 failed"))
+        await wait_for(pilot, lambda: badge_of(app, "worker") is Badge.STRUGGLING, what="struggling")
+        assert "reading warning" in str(app.query_one("#status").render())

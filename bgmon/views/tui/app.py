@@ -159,7 +159,8 @@ class BgmonApp(App[int]):
         self.post_message(TasksChanged())
 
     def _look(self) -> tuple[list[str], list[str]]:
-        return list(self.monitor.found.looked), self.monitor.warnings()
+        watch = self.engine.warnings if self.engine is not None else []  # e.g. no inotify
+        return list(self.monitor.found.looked), watch + self.monitor.warnings()
 
     def on_unmount(self) -> None:
         if self.engine is not None:
