@@ -201,7 +201,7 @@ def _history(
         wanted = {live.key, live.id} if live is not None else {args.task}
         records = [r for r in records if wanted & {r.get("task"), r.get("task_id")}
                    or (live is None and record_name(r, names) == args.task)]
-    skipped = service.journal.read().skipped
+    skipped = service.journal.skipped()
     if skipped:
         print(f"bgmon: {skipped} unreadable or malformed line(s) in {service.journal.path} "
               "skipped", file=err)

@@ -1,46 +1,50 @@
-"""The recovery journal: append-only JSON lines that survive a crash mid-write.
+"""The recovery journal: the append-only JSONL audit log, indexed by the state store.
 
-Every record is one `os.write` of one complete line on an O_APPEND descriptor, so concurrent
-writers (the TUI and a `bgmon approve` in another shell) never interleave inside a line, and a
-process killed mid-write leaves at worst one torn last line, which the reader skips. Decisions,
-results and marks are fsynced: they are the records a person relies on after a crash.
+Every record is one `os.write` of one complete line on an O_APPEND descriptor, made while holding
+the state database's write lock (see `state.py`), so concurrent writers (the TUI, `bgmon approve`
+in another shell, `bgmon run`) never interleave, and a process killed mid-write leaves at worst
+one torn last line, which the reader skips. Decisions, results, marks and acks are fsynced: they
+are the records a person relies on after a crash. Past `rotate_bytes` the file is renamed to
+`NAME.1` (`.2`, … up to `state.KEEP_ROTATED`) before the next append; the database keeps every
+record, so nothing bgmon asks about is lost with an old segment.
 
-Record kinds: health (a badge transition), proposal, decision (approved/rejected/superseded),
-result (what the approved actions did), mark (bgmon's note on a task).
+Every question (history, proposal states, marks, restarts, the report) is a query on the state
+database, which first reads whatever was appended since it last looked.
 """
 
 from __future__ import annotations
 
 import os
-import stat
-import statistics
-from collections import Counter
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bgmon.model import Badge
 from bgmon.recovery.proposal import Proposal, now_iso
+from bgmon.recovery.records import (
+    APPROVED,
+    AUTOMATIC,
+    DURABLE_KINDS,
+    EXECUTED,
+    FAILED,
+    PENDING,
+    REJECTED,
+    SUPERSEDED,
+    VERSION,
+    well_formed,
+)
 from bgmon.recovery.redact import scrub
-from bgmon.timefmt import parse_time
+from bgmon.recovery.state import KEEP_ROTATED, Ack, JournalUnreadable, StateStore, rotated
+
+__all__ = [
+    "APPROVED", "AUTOMATIC", "DEFAULT_PATH", "EXECUTED", "FAILED", "PENDING", "REJECTED",
+    "SUPERSEDED", "Ack", "Journal", "JournalRead", "JournalUnreadable", "well_formed",
+]
 
 DEFAULT_PATH = Path(".agents") / "logs" / "background_monitoring.jsonl"
-VERSION = 1
-DURABLE_KINDS = frozenset({"decision", "result", "mark"})
-# `by` of decisions no person made: the monitor's auto-recover, and `bgmon run`'s restarts.
-AUTOMATIC = frozenset({"auto", "bgmon run"})
-
-# Proposal states, derived from the records that follow a proposal.
-PENDING, APPROVED, REJECTED, EXECUTED, FAILED, SUPERSEDED = (
-    "pending", "approved", "rejected", "executed", "failed", "superseded"
-)
-
-
-class JournalUnreadable(OSError):
-    """The journal path exists but cannot be read as a journal (a directory, a FIFO, no
-    permission); the message is one line for the person."""
+ROTATE_BYTES = 64 << 20  # the audit log is renamed aside past this size
 
 
 @dataclass
@@ -57,9 +61,11 @@ class JournalRead:
 
 
 class Journal:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, rotate_bytes: int = ROTATE_BYTES,
+                 state_db: Path | str | None = None) -> None:
         self.path = Path(path).expanduser()
-        self._cache: tuple[tuple[int, int, int], JournalRead] | None = None
+        self.rotate_bytes = rotate_bytes
+        self.index = StateStore(self.path, Path(state_db).expanduser() if state_db else None)
 
     @classmethod
     def for_root(cls, root: Path | str, path: Path | str | None = None) -> Journal:
@@ -78,6 +84,12 @@ class Journal:
         if durable is None:
             durable = record.get("kind") in DURABLE_KINDS
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.index.writing():  # one writer at a time, across processes
+            self._rotate()
+            self._write(data, durable)
+        return record
+
+    def _write(self, data: bytes, durable: bool) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
@@ -91,77 +103,45 @@ class Journal:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        return record
+
+    def _rotate(self) -> None:
+        """Past `rotate_bytes`, rename the log aside (the index has read all of it: the caller
+        holds the write lock and has caught up)."""
+        try:
+            if os.stat(self.path).st_size < self.rotate_bytes:
+                return
+        except FileNotFoundError:
+            return
+        for n in range(KEEP_ROTATED, 1, -1):
+            if os.path.exists(rotated(self.path, n - 1)):
+                os.replace(rotated(self.path, n - 1), rotated(self.path, n))
+        os.replace(self.path, rotated(self.path, 1))
 
     # --- reading -------------------------------------------------------------------------------
 
     def read(self) -> JournalRead:
-        """Every readable record. Cached while the file is unchanged (the TUI asks often)."""
-        out = JournalRead()
-        try:
-            # O_NONBLOCK: a FIFO planted at the path must not hang the reader in open().
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return out
-        except OSError as exc:
-            raise JournalUnreadable(
-                f"cannot read the journal {self.path}: {exc.strerror or exc}"
-            ) from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-                raise JournalUnreadable(f"cannot read the journal {self.path}: it is {what}")
-            key = (st.st_ino, st.st_size, st.st_mtime_ns)
-            cached = self._cache
-            if cached is not None and cached[0] == key:
-                return cached[1]
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read(st.st_size)  # what the key describes, not a write in progress
-        except JournalUnreadable:
-            raise
-        except OSError as exc:
-            raise JournalUnreadable(
-                f"cannot read the journal {self.path}: {exc.strerror or exc}"
-            ) from None
-        finally:
-            os.close(fd)
-        lines = data.split(b"\n")
-        if lines and lines[-1] != b"":
-            out.torn_tail = True
-        lines = lines[:-1]  # the last piece is "" or the torn line
-        for raw in lines:
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                out.bad_lines += 1
-                continue
-            if not isinstance(obj, dict):
-                out.bad_lines += 1
-            elif not well_formed(obj):
-                out.bad_records += 1
-            else:
-                out.records.append(obj)
-        self._cache = (key, out)  # shared with later callers: treat it as read-only
-        return out
+        """Every readable record, and what was skipped."""
+        records = self.index.records()
+        bad_lines, bad_records = self.index.counts()
+        return JournalRead(records, bad_lines, self.index.torn_tail, bad_records)
+
+    def skipped(self) -> int:
+        """Lines and records the index left out (bad lines, a torn tail, malformed records)."""
+        bad_lines, bad_records = self.index.counts()
+        return bad_lines + bad_records + int(self.index.torn_tail)
 
     def records(self) -> list[dict[str, Any]]:
-        return self.read().records
+        return self.index.records()
 
     def history(self, task: str | None = None) -> list[dict[str, Any]]:
         """All records, oldest first; only one task's (by key or id) when `task` is given."""
-        recs = self.records()
-        if task is None:
-            return list(recs)
-        return [r for r in recs if task in (r.get("task"), r.get("task_id"))]
+        return self.index.records(task)
 
     # --- proposals -----------------------------------------------------------------------------
 
     def proposal(self, proposal_id: str) -> Proposal | None:
         """The stored proposal with this id (so `bgmon approve ID` works from another shell)."""
-        rec = self._proposal_record(self.records(), proposal_id)
+        rec = self.index.proposal_record(proposal_id)
         if rec is None:
             return None
         try:
@@ -171,74 +151,30 @@ class Journal:
         except (ValueError, KeyError, TypeError):
             return None
 
-    @staticmethod
-    def _proposal_record(recs: list[dict], proposal_id: str) -> dict | None:
-        for r in recs:
-            if _proposal_id(r) == proposal_id:
-                return r
-        return None
-
-    def state(self, proposal_id: str, records: list[dict] | None = None) -> str | None:
-        """pending | approved | rejected | executed | failed | superseded; None if unknown."""
-        recs = self.records() if records is None else records
-        found = False
-        task = None
-        state = PENDING
-        for r in recs:
-            kind = r.get("kind")
-            if _proposal_id(r) == proposal_id:
-                found = True
-                task = r.get("task")
-            elif found and kind == "proposal" and r.get("task") == task and state == PENDING:
-                # Only a task's newest proposal can be pending: a newer one supersedes it, also
-                # when two processes proposed at the same time.
-                state = SUPERSEDED
-            elif found and r.get("proposal") == proposal_id:
-                if kind == "decision":
-                    decision = r.get("decision")
-                    if state == PENDING and decision in (APPROVED, REJECTED, SUPERSEDED):
-                        state = decision
-                elif kind == "result" and state in (PENDING, APPROVED):
-                    state = EXECUTED if r.get("ok") else FAILED
-        return state if found else None
+    def state(self, proposal_id: str) -> str | None:
+        """pending | approved | rejected | executed | failed | superseded; None if unknown.
+        Only a task's newest proposal can be pending: a newer one supersedes it."""
+        return self.index.proposal_state(proposal_id)
 
     def pending_for(self, task: str) -> Proposal | None:
         """The task's newest proposal if it is still pending."""
-        recs = self.records()
-        for r in reversed(recs):
-            if r.get("kind") == "proposal" and r.get("task") == task:
-                pid = _proposal_id(r)
-                if pid and self.state(pid, recs) == PENDING:
-                    return self.proposal(pid)
-                return None
-        return None
+        newest = self.index.newest_proposal(task)
+        if newest is None or newest[0] is None or newest[1] != PENDING:
+            return None
+        return self.proposal(newest[0])
 
     def restarts(self, task: str, within: float = 3600.0, now: float | None = None) -> int:
         """Restarts bgmon executed for `task` in the last `within` seconds (for backoff)."""
-        import time
-
         now = time.time() if now is None else now
-        count = 0
-        for r in self.records():
-            if r.get("kind") != "result" or r.get("task") != task:
-                continue
-            ts = parse_time(r.get("ts"))
-            if ts is None or now - ts > within:
-                continue
-            count += sum(1 for a in _results(r) if a.get("kind") == "restart" and a.get("ok"))
-        return count
+        return self.index.restarts(task, now - within)
 
     def marks(self) -> dict[str, str]:
         """Task key → its latest mark note (an empty note clears it)."""
-        out: dict[str, str] = {}
-        for r in self.records():
-            if r.get("kind") == "mark" and isinstance(r.get("task"), str):
-                note = r.get("note") or ""
-                if note:
-                    out[r["task"]] = note
-                else:
-                    out.pop(r["task"], None)
-        return out
+        return self.index.marks()
+
+    def acks(self) -> dict[str, Ack]:
+        """Task key → its latest acknowledgement (a record without a badge clears it)."""
+        return self.index.acks()
 
     # --- the summary -----------------------------------------------------------------------------
 
@@ -250,80 +186,28 @@ class Journal:
         the counts agree with what `--once` shows. A restart that started the command counts
         as *started*; it counts as succeeded only once the task is healthy again, and as
         failed again when the task fails before that."""
-        read = self.read()
-        recs = read.records
-        failures: Counter[str] = Counter()
-        fault_since: dict[str, float | None] = {}
-        recoveries: list[float] = []
-        proposals: Counter[str] = Counter()
-        decisions: Counter[str] = Counter()
-        actions_total = actions_ok = automatic = 0
-        by_kind: Counter[str] = Counter()
-        waiting: Counter[str] = Counter()  # task → restarts started, outcome not yet seen
-        restarts = Counter({"started": 0, "recovered": 0, "failed_again": 0})
-        faults = {b.value for b in Badge if b.is_fault}
-
-        def failed(task: str, pattern: str, ts: float | None) -> None:
-            restarts["failed_again"] += waiting.pop(task, 0)
-            if task not in fault_since:
-                failures[pattern] += 1
-                fault_since[task] = ts
-
-        for r in recs:
-            kind = r.get("kind")
-            task = r.get("task")
-            ts = parse_time(r.get("ts"))
-            if kind == "health" and isinstance(task, str):
-                new = r.get("to")
-                if new in faults:
-                    pats = r.get("patterns")
-                    failed(task, str(pats[0]) if pats else "unclassified", ts)
-                elif new in (Badge.HEALTHY.value, Badge.COMPLETED.value):
-                    restarts["recovered"] += waiting.pop(task, 0)
-                    if task in fault_since:
-                        start = fault_since.pop(task)
-                        if ts is not None and start is not None:
-                            recoveries.append(max(0.0, ts - start))
-            elif kind == "proposal" and isinstance(r.get("proposal"), dict):
-                proposals[str(r["proposal"].get("source", "?"))] += 1
-            elif kind == "decision":
-                if r.get("proposal"):  # `bgmon run`'s own restarts have none: not a proposal
-                    decisions[str(r.get("decision"))] += 1
-                if r.get("decision") == APPROVED and r.get("by") in AUTOMATIC:
-                    automatic += 1
-                if r.get("by") == "bgmon run" and r.get("failure") and isinstance(task, str):
-                    # `bgmon run` restarts after a failure it saw, often before any monitor did.
-                    failed(task, str(r.get("pattern") or r.get("failure")), ts)
-            elif kind == "result":
-                for a in _results(r):
-                    if a.get("skipped"):
-                        continue
-                    actions_total += 1
-                    by_kind[str(a.get("kind"))] += 1
-                    if a.get("kind") == "restart" and a.get("ok") and isinstance(task, str):
-                        restarts["started"] += 1
-                        waiting[task] += 1  # succeeded only once the task is healthy again
-                    else:
-                        actions_ok += bool(a.get("ok"))
-        actions_ok += restarts["recovered"]
+        s = self.index.report()
+        decisions = s["decisions"]
+        proposals = s["proposals"]
+        total, ok = s["actions_total"], s["actions_ok"] + s["restarts"]["recovered"]
         return {
             "journal": str(self.path),
-            "records": len(recs),
-            "bad_lines": read.skipped,  # unreadable lines, a torn tail and malformed records
-            "failures_by_pattern": dict(failures.most_common()),
-            "proposals": {"total": sum(proposals.values()), **dict(proposals)},
+            "records": s["records"],
+            "bad_lines": s["skipped"],  # unreadable lines, a torn tail and malformed records
+            "failures_by_pattern": s["failures_by_pattern"],
+            "proposals": {"total": sum(proposals.values()), **proposals},
             "approved": decisions.get(APPROVED, 0),
             "rejected": decisions.get(REJECTED, 0),
             "superseded": decisions.get(SUPERSEDED, 0),
-            "automatic": automatic,  # approved without a person: auto-recover and bgmon run
-            "actions": {"total": actions_total, "ok": actions_ok, "by_kind": dict(by_kind)},
+            "automatic": s["automatic"],  # approved without a person: auto-recover and bgmon run
+            "actions": {"total": total, "ok": ok, "by_kind": s["by_kind"]},
             # started: the command ran again; recovered: the task was healthy afterwards;
             # failed_again: it failed before that; the rest are still running or unseen.
-            "restarts": {**restarts, "unconfirmed": sum(waiting.values())},
-            "action_success_rate": (actions_ok / actions_total) if actions_total else None,
-            "recoveries": len(recoveries),
-            "median_recovery_seconds": statistics.median(recoveries) if recoveries else None,
-            "still_failing": sorted(fault_since),
+            "restarts": {**s["restarts"], "unconfirmed": s["unconfirmed"]},
+            "action_success_rate": (ok / total) if total else None,
+            "recoveries": s["recoveries"],
+            "median_recovery_seconds": s["median_recovery_seconds"],
+            "still_failing": s["still_failing"],
         }
 
     # --- typed writers -------------------------------------------------------------------------
@@ -358,40 +242,8 @@ class Journal:
             "proposal": proposal.id, "decision": decision, "reason": reason, "by": by, **extra,
         })
 
-
-def _opt(value: object, *types: type) -> bool:
-    return value is None or isinstance(value, types)
-
-
-def well_formed(record: dict[str, Any]) -> bool:
-    """Whether a record of a known kind has the shape every reader relies on (a damaged or
-    hand-edited journal: `"proposal": 5`, `"patterns": 5`); unknown kinds pass unchecked."""
-    kind = record.get("kind")
-    if kind not in ("health", "proposal", "decision", "result", "mark"):
-        return True
-    if not (_opt(record.get("task"), str) and _opt(record.get("task_id"), str)):
-        return False
-    if kind == "health":
-        return (isinstance(record.get("to"), str) and _opt(record.get("from"), str)
-                and _opt(record.get("reasons"), list) and _opt(record.get("patterns"), list))
-    if kind == "proposal":
-        p = record.get("proposal")
-        return (isinstance(p, dict) and _opt(p.get("actions"), list)
-                and _opt(record.get("patterns"), list) and _opt(record.get("basis"), dict))
-    if kind == "decision":
-        return _opt(record.get("proposal"), str)
-    if kind == "result":
-        return _opt(record.get("proposal"), str) and _opt(record.get("results"), list)
-    return _opt(record.get("note"), str)  # mark
-
-
-def _proposal_id(record: dict) -> str | None:
-    if record.get("kind") != "proposal" or not isinstance(record.get("proposal"), dict):
-        return None
-    pid = record["proposal"].get("id")
-    return pid if isinstance(pid, str) else None
-
-
-def _results(record: dict) -> list[dict]:
-    results = record.get("results")
-    return [a for a in results if isinstance(a, dict)] if isinstance(results, list) else []
+    def record_ack(self, task: str, task_id: str | None, badge: str | None,
+                   note: str | None = None) -> dict[str, Any]:
+        """A person acknowledged `badge` on a task (`badge=None` clears the acknowledgement)."""
+        return self.append({"kind": "ack", "task": task, "task_id": task_id, "badge": badge,
+                            "note": note})
