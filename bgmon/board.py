@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bgmon.engine import Change
@@ -39,6 +39,8 @@ class Board:
         self._warnings: dict[str, list[str]] = {}  # host ("" = this one) → reading warnings
         self.transitions: Counter[tuple[str, str]] = Counter()  # (from, to) badge words
         self.sweeps = SweepStats()
+        # (name, connected, reconnects) of each remote host, when there are any (remote.Fleet)
+        self.remotes: Callable[[], list[tuple[str, bool, int]]] | None = None
 
     def apply(self, changes: Iterable[Change]) -> None:
         with self._lock:

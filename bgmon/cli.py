@@ -165,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(bgmon run --auto-recover); never a model's proposal",
     )
     p.add_argument("--version", action="version", version=f"bgmon {__version__}")
+    p.add_argument(
+        "--remote", action="append", metavar="NAME=URL",
+        help="also show a remote host's tasks: NAME=ssh://user@host[:port][/root] (its bgmon "
+        "runs there, through ssh) or NAME=cmd:ARGV… (any command printing `bgmon --follow "
+        "--json`); repeatable",
+    )
     g = p.add_argument_group("metrics (docs/metrics.md)")
     g.add_argument("--metrics", metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (TUI, --follow, serve)")
@@ -201,6 +207,14 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     if args.stuck_after is not None:
         changes["thresholds"] = replace(config.thresholds, stuck_after=args.stuck_after)
     changes["notify"] = _notify_changes(args, config.notify)
+    if getattr(args, "remote", None):
+        from bgmon.config import merge_remotes
+        from bgmon.remote.spec import RemoteError, parse_remote
+
+        try:
+            changes["remotes"] = merge_remotes(config.remotes, [parse_remote(r) for r in args.remote])
+        except RemoteError as exc:
+            raise UsageError(str(exc)) from None
     config = validate(replace(config, **changes))
     if config.patterns:
         # Checked here, once for every command: `--once` and the TUI say so as `propose` does,
@@ -237,9 +251,18 @@ def print_once(config: Config, as_json: bool, textfile: Path | None = None) -> i
     from bgmon.views import jsonout, text
     from bgmon.views.order import arrange, has_faults
 
+    fleet = None
+    if config.remotes:  # every host looks at once, while this one does
+        from bgmon.remote.fleet import Fleet, noop
+
+        fleet = Fleet(config.remotes, noop, once=True)
+        fleet.start()
     monitor = look_once(config)
-    ordered = [s for _, rows in arrange(monitor.snapshots()) for _, s in rows]
-    warnings = monitor.warnings()
+    snaps, warnings = monitor.snapshots(), monitor.warnings()
+    if fleet is not None:
+        remote_snaps, remote_warnings = fleet.look()
+        snaps, warnings = snaps + remote_snaps, warnings + remote_warnings
+    ordered = [s for _, rows in arrange(snaps) for _, s in rows]
     if textfile is not None:
         _write_textfile(textfile, config, ordered, warnings)
         if not as_json:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bgmon.agents import REGISTRY, by_name
+from bgmon.remote.spec import RemoteError, RemoteSpec, from_table
 from bgmon.timefmt import format_duration, parse_duration
 
 
@@ -95,6 +96,8 @@ class Config:
     thresholds: Thresholds = field(default_factory=Thresholds)
     reading: Reading = field(default_factory=Reading)
     notify: Notify = field(default_factory=Notify)
+    # Remote hosts whose bgmon streams its tasks here ([[remote]] tables, --remote NAME=URL).
+    remotes: tuple[RemoteSpec, ...] = ()
 
     def enabled(self, agent: str) -> bool:
         return self.sources is None or agent in self.sources
@@ -138,6 +141,14 @@ class Config:
         lines.append("\n[recovery]")
         for k, v in recovery.items():
             lines.append(_toml_line(k, v) if v is not None else f"# {k} = …  ({_UNSET[k]})")
+        for remote in self.remotes:
+            lines += ["\n[[remote]]", f"name = {_toml_value(remote.name)}",
+                      f"url = {_toml_value(remote.url)}"]
+            if remote.kind == "ssh":
+                lines.append(f"bgmon = {_toml_value(remote.bgmon)}")
+            for key in ("options", "ssh_options"):
+                if getattr(remote, key):
+                    lines.append(f"{key} = {_toml_value(getattr(remote, key))}")
         return "\n".join(lines) + "\n"
 
 
@@ -264,7 +275,7 @@ def validate(config: Config) -> Config:
 
 
 # Config fields that are not `[monitor]` keys of their own.
-_NOT_KEYS = ("thresholds", "reading", "notify", "sources", "dirs")
+_NOT_KEYS = ("thresholds", "reading", "notify", "sources", "dirs", "remotes")
 
 
 def _agent_keys(config: Config, table: dict, where: str) -> tuple[Config, dict]:
@@ -322,7 +333,7 @@ def load_config(path: Path | None, explicit: bool = False) -> tuple[Config, list
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     warnings: list[str] = []
     for section in data:
-        if section not in _SECTIONS:
+        if section not in _SECTIONS and section != "remote":
             warnings.append(f"{path}: unknown section [{section}] ignored")
     tables = {}
     for section in _SECTIONS:
@@ -348,7 +359,27 @@ def load_config(path: Path | None, explicit: bool = False) -> tuple[Config, list
             warnings.append(f"unknown key {where}.{key} ignored")
             continue
         changes[name] = _checked(where, key, value, getattr(config, name))
+    changes["remotes"] = _remotes(path, data.get("remote", []))
     return validate(replace(config, **changes)), warnings
+
+
+def _remotes(path: Path, tables: object) -> tuple[RemoteSpec, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError(f"{path}: remotes are [[remote]] tables (name, url), not remote = …")
+    try:
+        return merge_remotes((), [from_table(f"{path} [[remote]] #{i}", t)
+                                  for i, t in enumerate(tables, 1)])
+    except RemoteError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def merge_remotes(base: tuple[RemoteSpec, ...], more: list[RemoteSpec]) -> tuple[RemoteSpec, ...]:
+    """`base` with `more` added; a later remote of the same name replaces the earlier one
+    (so a --remote flag wins over the file's [[remote]] of that name)."""
+    out = {r.name: r for r in base}
+    for r in more:
+        out[r.name] = r
+    return tuple(out.values())
 
 
 _SECTIONS = ("monitor", "health", "reading", "recovery", "notify")

@@ -18,6 +18,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -386,7 +387,8 @@ def follow(config: Config, board: Board | None = None, as_json: bool = True,
            notifier: Notifier | None = None) -> int:
     """`bgmon --follow`: the tasks as they are, then every change, until a signal. With --json:
     a hello line, snapshot lines, a synced line, then one line per change; else --once lines
-    (views/text). With `board`, the metrics endpoint's board is kept current too."""
+    (views/text). With `board`, the metrics endpoint's board is kept current too. Remote hosts'
+    tasks follow as `added` lines once this host has synced, as each host answers."""
     from bgmon.views import jsonout
     from bgmon.views.text import ChangePrinter
 
@@ -396,46 +398,92 @@ def follow(config: Config, board: Board | None = None, as_json: bool = True,
     started = False
     warnings: list[str] = []
     to_metrics = to_board(monitor, board) if board is not None else None
+    lock = threading.Lock()  # remote hosts' threads write too
+    gone = threading.Event()  # the reader left: the engine stops at its next pass
+
+    def write(lines: list[bytes]) -> None:
+        if not lines or gone.is_set():
+            return
+        with lock:
+            try:
+                out.write(b"".join(lines))
+                out.flush()
+            except (BrokenPipeError, ValueError):
+                gone.set()
+
+    def show(changes: list[Change], now: float) -> None:
+        if printer is None:
+            write(jsonout.change_lines(changes, now))
+            return
+        with lock:
+            try:
+                printer.print_changes(changes, now)
+            except (BrokenPipeError, ValueError):
+                gone.set()
+
+    fleet = _fleet(config, lambda changes: show(changes, time.time()), board)
 
     def emit(changes: list[Change]) -> None:
         nonlocal started, warnings
+        if gone.is_set():
+            raise BrokenPipeError
         if to_metrics is not None:
             to_metrics(changes)
         now = monitor.clock()
         first, started = not started, True
         if printer is not None:
-            printer.print_changes([Change("added", s.key, s) for s in monitor.snapshots()]
-                                  if first else changes, now)
-            return
-        if first:
+            show([Change("added", s.key, s) for s in monitor.snapshots()] if first else changes, now)
+        elif first:
             snaps = monitor.snapshots()
             warnings = monitor.warnings()
             # After the first look rather than at once: by then SIGINT stops the engine cleanly.
             lines = [jsonout.hello_line(config, now)]
             lines += [jsonout.snapshot_line(s, now) for s in snaps]
             lines.append(jsonout.synced_line(len(snaps), warnings, now))
+            write(lines)
         else:
             lines = jsonout.change_lines(changes, now)
             current = monitor.warnings()
             if current != warnings:
                 warnings = current
                 lines.append(jsonout.warnings_line(warnings, now))
-        if lines:
-            out.write(b"".join(lines))
-            out.flush()
+            write(lines)
+        if first and fleet is not None:
+            fleet.start()
 
     try:
         run_live(config, monitor, emit, board.sweeps if board is not None else None, notifier)
     except BrokenPipeError:
         pass
+    finally:
+        if fleet is not None:
+            fleet.stop()
     return EXIT_OK
+
+
+def _fleet(config: Config, emit: Callable[[list[Change]], None], board: Board | None):
+    """The links to the remote hosts (not started), or None without any."""
+    if not config.remotes:
+        return None
+    from bgmon.remote.fleet import Fleet
+
+    return Fleet(config.remotes, emit, board=board)
 
 
 def serve(config: Config, board: Board, notifier: Notifier | None = None) -> int:
     """`bgmon serve --metrics HOST:PORT`: the live engine keeping the metrics' board current,
-    with nothing on screen, until SIGINT or SIGTERM."""
+    with nothing on screen, until SIGINT or SIGTERM; remote hosts' tasks join the board."""
+    from bgmon.remote.fleet import noop
+
     monitor = Monitor(config)
-    run_live(config, monitor, to_board(monitor, board), board.sweeps, notifier)
+    fleet = _fleet(config, noop, board)
+    if fleet is not None:
+        fleet.start()
+    try:
+        run_live(config, monitor, to_board(monitor, board), board.sweeps, notifier)
+    finally:
+        if fleet is not None:
+            fleet.stop()
     return EXIT_OK
 
 

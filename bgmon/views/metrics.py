@@ -87,13 +87,11 @@ class BoardCollector(Collector):
         journal: Path | None = None,
         host: str | None = None,
         clock: Callable[[], float] = time.time,
-        links: Callable[[], list[tuple[str, bool, int]]] | None = None,
     ) -> None:
         self.board = board
         self.journal = JournalCounts(journal) if journal is not None else None
         self.host = host or local_host()
         self.clock = clock
-        self.links = links  # remote hosts: (name, connected, reconnects)
 
     def collect(self) -> Iterator[Metric]:
         started = time.perf_counter()
@@ -146,8 +144,8 @@ class BoardCollector(Collector):
                            + [((s,), n) for s, n in proposals.items() if s not in PROPOSAL_SOURCES])
             yield _counter("bgmon_actions", "Recovery actions run, by kind and outcome.",
                            ["kind", "outcome"], sorted(actions.items()))
-        if self.links is not None:
-            links = self.links()
+        if self.board.remotes is not None:
+            links = self.board.remotes()
             yield _gauge("bgmon_remote_connected", "1 while the remote host's stream is up.",
                          ["host"], [((name,), int(up)) for name, up, _ in links])
             yield _counter("bgmon_remote_reconnects", "Connections to the remote host lost.",

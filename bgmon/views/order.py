@@ -61,10 +61,12 @@ def arrange(
     worst = {
         g: max((t.health.badge.severity for _, t in rows), default=0) for g, rows in groups.items()
     }
+    # This machine's groups first, then each remote host's together (its groups are `HOST:…`).
+    host = {g: rows[0][1].host or "" for g, rows in groups.items()}
     if sort == "severity":
-        order = sorted(groups, key=lambda g: (-worst[g], natural(g)))
+        order = sorted(groups, key=lambda g: (host[g], -worst[g], natural(g)))
     else:
-        order = sorted(groups, key=natural)
+        order = sorted(groups, key=lambda g: (host[g], natural(g)))
     return [(g, groups[g]) for g in order]
 
 

@@ -1,0 +1,189 @@
+"""Remote hosts through `cmd:`: a real local `bgmon --follow --json` subprocess is the "host".
+Its tasks appear under the host's group, change, vanish when the connection is cut (the host
+shows unknown with the reason) and come back when the link reconnects."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+
+import orjson
+import psutil
+import pytest
+
+from bgmon.config import ConfigError, load_config
+from bgmon.remote.spec import RemoteError, parse_remote
+from tests.conftest import bgmon_cmd, wait_for
+from tests.test_follow import Lines
+
+FLAGS = ("--no-git", "--no-claude", "--no-codex")
+
+
+def env_for(home) -> dict[str, str]:
+    return {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+
+
+def remote_arg(name: str, root) -> str:
+    stream = [sys.executable, "-m", "bgmon", "--follow", "--json", *FLAGS, str(root)]
+    return f"{name}=cmd:{shlex.join(stream)}"
+
+
+def inner_streams(outer: subprocess.Popen) -> list[psutil.Process]:
+    """The `cmd:` children of the outer bgmon: the remote side of each link."""
+    out = []
+    for child in psutil.Process(outer.pid).children(recursive=True):
+        try:
+            if "--follow" in child.cmdline():
+                out.append(child)
+        except psutil.Error:
+            pass
+    return out
+
+
+@pytest.fixture
+def far(tmp_path):
+    """The remote host's root, with its own worktree tasks."""
+    from tests.conftest import Workspace
+
+    root = tmp_path / "far"
+    root.mkdir()
+    return Workspace(root)
+
+
+def test_follow_merges_a_remote_through_cmd_and_survives_a_cut(ws, far, isolated_home):
+    ws.task("local-one")
+    far.task("far-worker")
+    proc = subprocess.Popen(
+        bgmon_cmd("--follow", "--json", *FLAGS, str(ws.root), "--remote", remote_arg("box", far.root)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for(isolated_home),
+    )
+    lines = Lines(proc)
+    try:
+        assert lines.next()["event"] == "hello"
+        assert lines.until(lambda o: o.get("event") == "synced") is not None
+        added = lines.until(lambda o: o.get("event") == "added" and o["task"]["name"] == "far-worker")
+        assert added is not None, "the remote's task never appeared"
+        task = added["task"]
+        assert task["host"] == "box"
+        assert task["key"].startswith("@box/worktree:") and task["key"].endswith("far-worker")
+        assert task["group"] == f"box:{far.root}"
+
+        far.fail("far-worker", 3)  # judged over there: struggling
+        change = lines.until(lambda o: o.get("event") == "health" and o["key"] == task["key"])
+        assert change is not None and change["to"] == "struggling"
+
+        (inner,) = wait_for(lambda: inner_streams(proc), what="the cmd: child")
+        inner.send_signal(signal.SIGKILL)  # the connection drops
+        gone = lines.until(lambda o: o.get("event") == "removed" and o["key"] == task["key"])
+        assert gone is not None
+        host = lines.until(lambda o: o.get("task", {}).get("key") == "@box"
+                           and o["task"]["status"] == "unreachable")
+        assert host is not None, "the host was not shown unknown"
+        assert host["task"]["health"] == "unknown"
+        reason = host["task"]["reasons"][0]
+        assert reason["rule"] == "remote.lost"
+        assert "signal 9" in reason["detail"] and "reconnecting" in reason["detail"]
+
+        back = lines.until(lambda o: o.get("event") == "added" and o["task"]["key"] == task["key"],
+                           timeout=30)
+        assert back is not None, "the link did not reconnect"
+        assert back["task"]["health"] == "struggling"
+        assert lines.until(lambda o: o.get("event") == "removed" and o["key"] == "@box") is not None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if str(far.root) in " ".join(p.info["cmdline"] or ())], "the cmd: child outlived bgmon"
+
+
+def test_once_groups_tasks_by_host(ws, far, tmp_path, isolated_home):
+    ws.task("local-one")
+    far.task("far-ok")
+    far.task("far-broken", status="failed", error="exit 3")
+    other = tmp_path / "other"
+    other.mkdir()
+    args = ["--once", "--json", *FLAGS, str(ws.root), "--remote", remote_arg("box", far.root),
+            "--remote", remote_arg("empty", other),
+            "--remote", "dead=cmd:" + shlex.join([sys.executable, "-c", "import sys; sys.exit('no bgmon here')"])]
+    done = subprocess.run(bgmon_cmd(*args), capture_output=True, env=env_for(isolated_home), timeout=120)
+    assert done.returncode == 1, done.stderr  # a remote task failed
+    doc = orjson.loads(done.stdout)
+    rows = [(t["host"], t["name"], t["health"]) for t in doc["tasks"]]
+    assert rows[0] == (None, "local-one", "healthy")  # this machine first
+    hosts = [h for h, _, _ in rows]
+    assert hosts == sorted(hosts, key=lambda h: h or "")  # each host's tasks together
+    assert ("box", "far-broken", "failed") in rows and ("box", "far-ok", "healthy") in rows
+    dead = next(t for t in doc["tasks"] if t["host"] == "dead")
+    assert dead["health"] == "unknown" and "no bgmon here" in dead["reasons"][0]["detail"]
+    assert "reconnecting" not in dead["reasons"][0]["detail"]
+
+    text = subprocess.run(bgmon_cmd(*[a for a in args if a != "--json"]), capture_output=True,
+                          env=env_for(isolated_home), timeout=120)
+    out = text.stdout.decode()
+    assert f"box:{far.root}" in out and "far-broken" in out and "no bgmon here" in out
+    assert out.index(str(ws.root)) < out.index(f"box:{far.root}")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("box", "NAME=ssh://"),
+    ("box=http://x", "neither"),
+    ("b@d=ssh://h", "remote name"),
+    ("box=ssh://us;er@host", "bad user or host"),
+    ("box=ssh://host:99999", "bad port"),
+    ("box=cmd:", "needs a command"),
+    ("box=cmd:'unclosed", "cmd:"),
+])
+def test_bad_remotes_are_one_line_errors(text, message, ws, isolated_home):
+    with pytest.raises(RemoteError, match=message):
+        parse_remote(text)
+    done = subprocess.run(bgmon_cmd("--once", *FLAGS, str(ws.root), "--remote", text),
+                          capture_output=True, env=env_for(isolated_home), timeout=60)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr
+    assert len(done.stderr.decode().strip().splitlines()) == 1
+
+
+def test_ssh_remote_argv_quotes_every_word():
+    spec = parse_remote("dev=ssh://me@devbox:2222/~/src")
+    argv = spec.command_argv(["propose", "worktree:/x y;rm -rf ~", "--json"])
+    assert argv[:2] == ["ssh", "-T"] and "BatchMode=yes" in argv and "ControlMaster=auto" in argv
+    assert argv[argv.index("-p") + 1] == "2222"
+    assert argv[-3:-1] == ["--", "me@devbox"]
+    assert shlex.split(argv[-1]) == ["bgmon", "propose", "worktree:/x y;rm -rf ~", "--json",
+                                     "--root", "~/src"]
+    assert spec.stream_argv()[-1] == "bgmon --follow --json '~/src'"
+
+
+def test_cmd_remote_reuses_its_bgmon_for_commands():
+    spec = parse_remote("c=cmd:docker exec -i box bgmon --follow --json --since 1h /work --no-codex")
+    assert spec.command_argv(["approve", "p1", "--yes"]) == [
+        "docker", "exec", "-i", "box", "bgmon", "approve", "p1", "--yes",
+        "--since", "1h", "--root", "/work", "--no-codex"]
+    assert parse_remote("c=cmd:cat stream.jsonl").command_argv(["propose", "x"]) is None
+
+
+def test_remote_tables_in_the_config_file(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[[remote]]\nname = "dev"\nurl = "ssh://me@devbox/srv/agents"\n'
+                    'bgmon = "~/.local/bin/bgmon"\noptions = ["--no-claude"]\n'
+                    'ssh_options = ["-i", "~/.ssh/bgmon"]\n'
+                    '[[remote]]\nname = "ci"\nurl = "cmd:kubectl exec -i ci -- bgmon --follow --json"\n')
+    config, warnings = load_config(path, explicit=True)
+    assert not warnings
+    dev, ci = config.remotes
+    assert (dev.name, dev.target, dev.root, dev.bgmon) == ("dev", "me@devbox", "/srv/agents",
+                                                          ("~/.local/bin/bgmon",))
+    assert shlex.split(dev.stream_argv()[-1]) == ["~/.local/bin/bgmon", "--follow", "--json",
+                                                  "--no-claude", "/srv/agents"]
+    assert "-i" in dev.stream_argv() and ci.kind == "cmd"
+    assert "[[remote]]" in config.to_toml()
+    path.write_text('[[remote]]\nname = "dev"\n')
+    with pytest.raises(ConfigError, match="needs name"):
+        load_config(path, explicit=True)
+    path.write_text('remote = "x"\n')
+    with pytest.raises(ConfigError, match=r"\[\[remote\]\]"):
+        load_config(path, explicit=True)
