@@ -4,7 +4,9 @@ Exit codes live here and nowhere else:
   0  nothing is struggling, stuck or failed (or the command succeeded)
   1  something is struggling, stuck or failed (--once); an action or command failed
   2  usage or configuration error (the message says what to fix)
-  124  `bgmon run`: the command was stopped because it stalled (like timeout(1))
+  124  `bgmon run`: the command was stopped because it stalled (like timeout(1));
+       `bgmon wait`: --timeout passed first
+  `bgmon wait`: 0 the tasks reached the state, 1 a fault instead (bgmon/wait.py has the table)
   128+N  stopped by signal N (130: Ctrl-C)
 `bgmon run` otherwise exits with its command's own status.
 """
@@ -37,8 +39,8 @@ def exit_for_signal(signum: int) -> int:
     return 128 + signum
 
 
-SUBCOMMANDS = ("demo", "run", "watch", "propose", "approve", "reject", "history", "report",
-               "hooks")
+SUBCOMMANDS = ("demo", "run", "watch", "wait", "propose", "approve", "reject", "history",
+               "report", "hooks")
 SERVE = "serve"  # the live engine without a screen (the monitor's own options)
 
 EPILOG = """\
@@ -47,6 +49,7 @@ commands:
   bgmon demo [--dir DIR] [--once] simulated agents, then the TUI on them (--once: as text)
   bgmon run [OPTIONS] -- CMD ...  supervise a command as a monitored background task
   bgmon watch [ROOT ...]          no screen: send notifications on badge changes ([notify])
+  bgmon wait TASK... --until S    block until the tasks are completed|healthy|settled|fault|waiting
   bgmon propose TASK [--json]     ask for a recovery proposal (Claude, or built-in rules)
   bgmon approve PROPOSAL_ID       run an approved proposal's actions
   bgmon reject PROPOSAL_ID        reject a proposal (--reason TEXT)
@@ -59,6 +62,7 @@ exit status (--once):
   0  nothing is struggling, stuck or failed
   1  at least one task is struggling, stuck or failed
   2  usage or configuration error
+exit status (wait): 0 reached, 1 a fault instead, 2 usage, 124 --timeout passed
 """
 
 
@@ -310,6 +314,16 @@ def _check_roots(config: Config) -> None:
             raise UsageError(f"ROOT {root} is not a directory")
 
 
+def _settings(p: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, Config]:
+    """A subcommand's arguments and its effective config (warnings said, roots checked)."""
+    args = p.parse_args(argv)
+    config, warnings = resolve_config(args)
+    for w in warnings:
+        print(f"bgmon: {w}", file=sys.stderr)
+    _check_roots(config)
+    return args, config
+
+
 def _watch_main(argv: list[str]) -> int:
     p = _Parser(prog="bgmon watch", description="Watch without a screen and send a notification "
                 "when a task's badge changes (sinks: [notify] in the config, or the flags). Each "
@@ -317,11 +331,7 @@ def _watch_main(argv: list[str]) -> int:
     p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
     add_monitor_options(p)
     add_notify_options(p)
-    args = p.parse_args(argv)
-    config, warnings = resolve_config(args)
-    for w in warnings:
-        print(f"bgmon: {w}", file=sys.stderr)
-    _check_roots(config)
+    _, config = _settings(p, argv)
     from bgmon.live import watch
     from bgmon.notify.notifier import notifier_for
     from bgmon.notify.sinks import LogSink
@@ -345,6 +355,35 @@ def _check_modes(args: argparse.Namespace, serving: bool) -> None:
         raise UsageError("bgmon serve runs the live engine; it takes neither --once nor --follow")
     if serving and not args.metrics:
         raise UsageError("bgmon serve needs --metrics HOST:PORT (e.g. 127.0.0.1:9488)")
+
+
+def _wait_main(argv: list[str]) -> int:
+    from bgmon.views.text import task_line
+    from bgmon.wait import TARGETS, wait
+
+    p = _Parser(prog="bgmon wait", description="Block until every TASK reaches a state, on the "
+                "live engine. Exit 0 when they do, 1 when a fault comes instead (a task failed "
+                "or stuck; with --until fault: every task completed without one), 124 when "
+                "--timeout passes first, 2 for a usage error.")
+    p.add_argument("tasks", nargs="+", metavar="TASK", help="task key, id or name, as --once shows it")
+    p.add_argument("--until", required=True, choices=TARGETS, help="the state to wait for")
+    p.add_argument("--timeout", type=_duration, metavar="D", help="give up after D (exit 124)")
+    p.add_argument("--root", dest="roots", action="append", metavar="DIR",
+                   help="a watched root (repeatable; default: .)")
+    add_monitor_options(p)
+    args, config = _settings(p, argv)
+    result = wait(config, args.tasks, args.until, args.timeout)
+    if result.unknown:
+        raise UsageError(f"no single task matches {', '.join(result.unknown)} "
+                         "(use a key, id or name that bgmon --once shows)")
+    for s in result.snaps:
+        print(task_line(s).plain)
+    if result.outcome is None:
+        left = f"timed out after {args.timeout:g}s" if result.timed_out else "interrupted"
+        print(f"bgmon wait: {left} before {args.until}", file=sys.stderr)
+        return EXIT_TIMEOUT if result.timed_out else EXIT_INTERRUPTED
+    print(f"bgmon wait: {result.outcome.why}", file=sys.stderr)
+    return EXIT_OK if result.outcome.reached else EXIT_FAULTS
 
 
 def _monitor_main(argv: list[str], serving: bool = False) -> int:
@@ -397,6 +436,8 @@ def _subcommand_main(name: str, argv: list[str]) -> int:
         return supervise.main(p.parse_args([name, *argv]))
     if name == "watch":
         return _watch_main(argv)
+    if name == "wait":
+        return _wait_main(argv)
     from bgmon.recovery import cli as recovery_cli
 
     p = _Parser(prog="bgmon")
