@@ -373,9 +373,8 @@ def _wait_main(argv: list[str]) -> int:
     add_monitor_options(p)
     args, config = _settings(p, argv)
     result = wait(config, args.tasks, args.until, args.timeout)
-    if result.unknown:
-        raise UsageError(f"no single task matches {', '.join(result.unknown)} "
-                         "(use a key, id or name that bgmon --once shows)")
+    if result.problems:
+        raise UsageError("; ".join(result.problems))
     for s in result.snaps:
         print(task_line(s).plain)
     if result.outcome is None:

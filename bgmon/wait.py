@@ -80,32 +80,41 @@ class Result:
     outcome: Outcome | None  # None: timed out or interrupted
     timed_out: bool
     snaps: tuple[TaskSnapshot, ...]  # the tasks as they were at the end
-    unknown: tuple[str, ...] = ()  # refs that matched no single task at the first look
+    problems: tuple[str, ...] = ()  # TASKs that matched no single task at the first look
 
 
 def wait(config, refs: Sequence[str], target: str, timeout: float | None) -> Result:
     """Run the live engine until `outcome` has a verdict, `timeout` passes, or a signal."""
     from bgmon.engine import Monitor
     from bgmon.live import run_live
+    from bgmon.resolve import AmbiguousTask, resolve_task
 
     monitor = Monitor(config)
     keys: list[str] = []
-    state: dict = {"outcome": None, "unknown": (), "snaps": ()}
+    state: dict = {"outcome": None, "problems": (), "snaps": ()}
 
     def emit(changes) -> None:
         if not keys:
-            found = [monitor.find(ref) for ref in refs]
-            unknown = tuple(r for r, s in zip(refs, found, strict=True) if s is None)
-            if unknown:
-                state["unknown"] = unknown
+            snaps, problems = monitor.snapshots(), []
+            for ref in refs:
+                try:
+                    found = resolve_task(ref, snaps)
+                except AmbiguousTask as exc:
+                    problems.append(str(exc))
+                    continue
+                if found is None:
+                    problems.append(f"no task matches {ref!r} (a key, id or name as --once shows)")
+                else:
+                    keys.append(found.key)
+            if problems:
+                state["problems"] = tuple(problems)
                 return
-            keys.extend(s.key for s in found if s is not None)
         snaps = [monitor.find(key) for key in keys]
         state["snaps"] = tuple(s for s in snaps if s is not None)
         state["outcome"] = outcome(target, snaps, refs)
 
     def done() -> bool:
-        return bool(state["unknown"]) or state["outcome"] is not None
+        return bool(state["problems"]) or state["outcome"] is not None
 
     timed_out = run_live(config, monitor, emit, done=done, timeout=timeout, journal=False)
-    return Result(state["outcome"], timed_out, state["snaps"], state["unknown"])
+    return Result(state["outcome"], timed_out, state["snaps"], state["problems"])

@@ -12,6 +12,7 @@ import orjson
 
 from bgmon.model import Badge, TaskSnapshot
 from bgmon.notify.policy import Alert, Batch
+from bgmon.resolve import task_label
 
 MAX_LINES = 10  # a notification lists at most this many tasks, then "… and N more"
 
@@ -47,8 +48,8 @@ def open_hint(a: Alert) -> str:
 
 
 def line(a: Alert) -> str:
-    """`✗ name (id): healthy → failed: reason`, as --once words it."""
-    who = a.name if a.id == a.name else f"{a.name} ({a.id})"
+    """`✗ name #id: healthy → failed: reason`, named as --once names tasks."""
+    who = task_label(a.name, a.id)
     was = f"{a.old} → " if a.old else "new, "
     why = f": {a.reason}" if a.reason else ""
     return f"{_glyph(a.new)} {who}: {was}{a.new}{why}"
