@@ -23,7 +23,7 @@ from bgmon.engine import Change, Monitor
 from bgmon.model import Badge, Health, ProcFacts, Reason
 from bgmon.recovery import rules
 from bgmon.recovery.actions import ActionResult
-from bgmon.recovery.auto import AutoRecovery, auto_allowed
+from bgmon.recovery.auto import AutoRecovery, auto_allowed, grant_auto_recover, trust_problem
 from bgmon.recovery.cli import format_record
 from bgmon.recovery.journal import PENDING, Journal
 from bgmon.recovery.proposal import Mark, Proposal, Restart, Run, basis_of
@@ -78,11 +78,15 @@ def sleeper(tmp_path: Path) -> list[str]:
     return [PY, str(path)]
 
 
-def failed_by_the_engine(ws, sleeper: list[str], **extra) -> tuple[Monitor, list[Change], Path]:
-    """A worktree task whose process runs, then is killed: the engine sees it fail."""
+def failed_by_the_engine(ws, sleeper: list[str], grant: bool = True,
+                         **extra) -> tuple[Monitor, list[Change], Path]:
+    """A worktree task whose process runs, then is killed: the engine sees it fail. `grant`:
+    opted in the way `bgmon run --auto-recover` does (a record in bgmon's state directory)."""
     proc = subprocess.Popen(sleeper, stdin=subprocess.DEVNULL, start_new_session=True)
     task = ws.task("sync", name="sync", id="bg_sync", pid=proc.pid, command=sleeper,
                    cwd=str(ws.root), **extra)
+    if grant and extra.get("autoRecover"):
+        grant_auto_recover(task / "status.json", sleeper, str(ws.root))
     monitor = Monitor(ws.config())
     added = look(monitor)
     assert [c.kind for c in added] == ["added"]
@@ -131,6 +135,32 @@ def test_a_failed_auto_recover_task_is_restarted_and_journaled(ws, sleeper, isol
     finally:
         auto.close()
         kill(new_pid, status(task).get("pid"))
+
+
+def test_a_cloned_status_file_never_opts_in_by_itself(ws, sleeper, isolated_home):
+    # A repository with a committed `.worktrees/X/status.json` (autoRecover, a command): after
+    # `git clone` the file is this user's and 0644, so every check on the file passes. The
+    # opt-in must come from what a clone cannot carry: the record `bgmon run --auto-recover`
+    # keeps in bgmon's own state directory.
+    monitor, changes, task = failed_by_the_engine(ws, sleeper, autoRecover=True, grant=False)
+    old = status(task)["pid"]
+    service = RecoveryService.for_root(ws.root, use_claude=False)
+    auto = AutoRecovery(service)
+    try:
+        auto.on_changes(changes, monitor.find)
+        assert auto.join(DEADLINE)
+        assert status(task)["pid"] == old and not alive(old)  # nothing was started
+        (skip,) = kinds(journal(ws.root), "auto")
+        assert skip["outcome"] == "skipped" and "bgmon run --auto-recover" in skip["reason"]
+        # A record for another command (the file's command changed after the grant) is no
+        # opt-in either.
+        grant_auto_recover(task / "status.json", ["true"], str(ws.root))
+        assert "another command" in trust_problem(monitor.find("sync"))
+        grant_auto_recover(task / "status.json", sleeper, str(ws.root))
+        assert trust_problem(monitor.find("sync")) is None
+    finally:
+        auto.close()
+        kill(status(task).get("pid"))
 
 
 def test_a_task_without_auto_recover_is_left_alone(ws, sleeper, isolated_home):
@@ -193,6 +223,7 @@ def test_a_status_file_someone_else_controls_is_skipped_and_said_why(
 def test_a_non_retryable_failure_gets_a_mark_never_a_restart(ws, isolated_home, tmp_path):
     task = ws.task("disk", name="disk", id="bg_disk", pid=None, command=[PY, "-c", "pass"],
                    cwd=str(tmp_path), autoRecover=True)
+    grant_auto_recover(task / "status.json", [PY, "-c", "pass"], str(tmp_path))
     monitor = Monitor(ws.config())
     look(monitor)
     data = status(task)
@@ -296,11 +327,13 @@ def change(s) -> list[Change]:
 
 
 @pytest.fixture
-def trusted(tmp_path: Path) -> str:
-    """A status.json automatic recovery trusts: this user's, writable only by them."""
+def trusted(tmp_path: Path, isolated_home) -> str:
+    """A status.json automatic recovery trusts: this user's, writable only by them, and opted
+    in by bgmon run (its record in bgmon's state directory)."""
     path = tmp_path / "task" / "status.json"
     write_json(path, {"status": "failed", "autoRecover": True})
     path.chmod(0o600)
+    grant_auto_recover(path, None, None)
     return str(path)
 
 

@@ -10,11 +10,15 @@ exactly as for a proposal a person approved.
 Limits:
 - only when the monitor itself was started with `bgmon --auto-recover` (or `[recovery] auto`):
   a status.json alone never turns it on;
+- only for a task `bgmon run --auto-recover` opted in itself, by a record in bgmon's own state
+  directory (`grant_auto_recover`; `$XDG_STATE_HOME/bgmon/auto-recover/`, 0700) naming the
+  status.json and the command: `autoRecover: true` in a status.json is a request, never the
+  opt-in, since a cloned repository's committed `.worktrees/X/status.json` is the cloning user's
+  own file and passes every check on the file itself;
 - only for a task whose status.json is a regular file owned by the user running the monitor and
   writable by nobody else (`trust_problem`): anyone else who can write into a watched folder
-  (or a cloned repository's committed `.worktrees/`) could otherwise pick the command bgmon runs
-  or the pid it kills. A task that fails this check is skipped, and why is said in `events` and
-  in the journal (a record of kind `auto`);
+  could otherwise pick the command bgmon runs or the pid it kills. A task that fails a check is
+  skipped, and why is said in `events` and in the journal (a record of kind `auto`);
 - never while `bgmon run`'s own supervisor is alive and the task not finished: the supervisor is
   in charge of its command (its restart policy); the monitor acts once it has given up or died;
 - at most `max_attempts` automatic attempts per failure episode, spaced by backoff (the first at
@@ -28,6 +32,7 @@ Limits:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import stat
@@ -36,8 +41,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 
 from bgmon.model import Badge, TaskSnapshot
@@ -97,7 +104,8 @@ def supervisor_in_charge(snapshot: TaskSnapshot) -> bool:
 
 def trust_problem(snapshot: TaskSnapshot) -> str | None:
     """None if the task's status.json may steer automatic recovery, else why not: it must be a
-    regular file (not a symlink) owned by the current user and not group- or world-writable."""
+    regular file (not a symlink) owned by the current user and not group- or world-writable, and
+    bgmon run --auto-recover must have opted the task in (`opt_in_problem`)."""
     path = status_file(snapshot)
     if path is None:
         return "it has no status.json to check who wrote it"
@@ -116,6 +124,57 @@ def trust_problem(snapshot: TaskSnapshot) -> str | None:
         who = "group- and world" if st.st_mode & stat.S_IWGRP and st.st_mode & stat.S_IWOTH else (
             "group" if st.st_mode & stat.S_IWGRP else "world")
         return f"{path} is {who}-writable (mode {stat.S_IMODE(st.st_mode):04o})"
+    return opt_in_problem(snapshot, path)
+
+
+def opt_in_dir() -> Path:
+    """bgmon's own record of the tasks `bgmon run --auto-recover` started: outside every
+    repository, so nothing a clone or a checkout brings can opt a task in."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "bgmon" / "auto-recover"
+
+
+def _opt_in_file(status_path: str | os.PathLike[str]) -> Path:
+    real = os.path.realpath(status_path)
+    return opt_in_dir() / (hashlib.sha256(real.encode()).hexdigest()[:32] + ".json")
+
+
+def grant_auto_recover(status_path: str | os.PathLike[str], command: list[str] | None,
+                       cwd: str | None) -> Path:
+    """Record that this user started the task at `status_path` with `bgmon run --auto-recover`
+    to run `command` in `cwd` (the directory 0700, the file 0600, written atomically)."""
+    folder = opt_in_dir()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
+    path = _opt_in_file(status_path)
+    record = {"status": os.path.realpath(status_path), "command": command, "cwd": cwd,
+              "granted": time.time()}
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps(record))
+    os.replace(tmp, path)
+    return path
+
+
+def opt_in_problem(snapshot: TaskSnapshot, path: str) -> str | None:
+    """None if bgmon run's record opts this task in for the command it has now, else why not."""
+    how = "start it with `bgmon run --auto-recover` to opt it in"
+    record_path = _opt_in_file(path)
+    try:
+        st = os.lstat(record_path)
+        record = orjson.loads(record_path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return f"autoRecover in {path} was not set by bgmon run --auto-recover for this user; {how}"
+    if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid()
+            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or not isinstance(record, dict)):
+        return f"bgmon's opt-in record {record_path} is not this user's own file"
+    command = list(snapshot.command) if snapshot.command else None
+    if record.get("status") != os.path.realpath(path) or record.get("command") != command:
+        return (f"{path} now names another command than bgmon run --auto-recover started "
+                f"({record.get('command')!r}); {how}")
+    if record.get("cwd") != snapshot.cwd and record.get("cwd") is not None:
+        return f"{path} now names another directory than bgmon run --auto-recover started in"
     return None
 
 
@@ -320,8 +379,9 @@ class AutoRecovery:
         untrusted = trust_problem(snap)
         if untrusted is not None:
             self._settle(key)  # once per failure episode, not on every change
-            reason = (f"{untrusted}; automatic recovery acts only on a task whose status.json "
-                      "belongs to the user running bgmon and only they can write")
+            reason = (f"{untrusted}; automatic recovery acts only on a task bgmon run "
+                      "--auto-recover started, whose status.json belongs to the user running "
+                      "bgmon and only they can write")
             self._note(key, f"skipped: {reason}")
             self.service.record_auto(snap.key, snap.id, "skipped", reason)
             return

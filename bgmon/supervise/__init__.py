@@ -109,6 +109,8 @@ def _setup(args: argparse.Namespace) -> Supervisor:
     _refuse_busy(status_path)
     status = StatusFile(status_path, _initial(args, argv, name, hexid), args.run_heartbeat)
     status.update()
+    if args.run_auto_recover:
+        _grant_auto_recover(status_path, argv)
     log = EventLog(log_path)
     cfg = RunConfig(argv=argv, cwd=os.getcwd(), stall=args.run_stall, quiet=args.run_quiet,
                     kill_grace=args.run_kill_grace, progress=regexes)
@@ -116,6 +118,20 @@ def _setup(args: argparse.Namespace) -> Supervisor:
         print(f"bgmon run: task {name} #bg_{hexid} in {directory}", file=sys.stderr, flush=True)
     journal = RestartJournal.for_task(directory, cfg.cwd, f"bg_{hexid}", argv)
     return Supervisor(cfg, status, log, catalogue, RestartPolicy(args.run_restart), journal)
+
+
+def _grant_auto_recover(status_path: Path, argv: list[str]) -> None:
+    """The monitor's automatic recovery trusts this record, kept outside the repository, never
+    `autoRecover` in a status.json alone (a clone could carry that). The argv as the status
+    file has it (redacted)."""
+    from bgmon.recovery.auto import grant_auto_recover
+    from bgmon.recovery.redact import redact_obj
+
+    try:
+        grant_auto_recover(status_path, redact_obj(argv), os.getcwd())
+    except OSError as exc:
+        print(f"bgmon run: cannot record the auto-recover opt-in ({exc.strerror or exc}); "
+              "the monitor will not recover this task automatically", file=sys.stderr)
 
 
 def _place(args: argparse.Namespace, argv: list[str], hexid: str) -> tuple[str, Path]:
