@@ -6,8 +6,10 @@ would see it; every command runs as a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 
 import orjson
@@ -163,3 +165,45 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, isolated_home, ws):
         assert p.returncode == 2, (label, p.stdout, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr, (label, p.stderr)
         assert "Traceback" not in p.stderr
+
+
+FLAKY = ("import os, socket, time\n"
+         "if os.path.exists('up'):\n    print('serving', flush=True); time.sleep(60)\n"
+         "else:\n    socket.create_connection(('127.0.0.1', 9))\n")
+
+
+def test_an_approved_restart_runs_supervised_and_the_old_failure_is_gone(tmp_path, isolated_home):
+    """The restart of a `bgmon run` task starts `bgmon run` again: same task and id, status
+    running at once, output in its event log; approve says what the backoff waits for."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    p = run(["run", "--name", "svc", "--restart", "no", "--quiet", "--", "python3", "-c", FLAKY],
+            root, isolated_home)
+    assert p.returncode == 1, p.stderr
+    before = orjson.loads(once(root, isolated_home, "--json").stdout)["tasks"][0]
+    assert before["health"] == "failed"
+    (root / "up").write_text("")  # the service it needs is up now
+    proposal = orjson.loads(run(["propose", "svc", "--rules", "--json"], root,
+                                isolated_home).stdout)
+    restart = proposal["actions"][0]
+    assert restart["kind"] == "restart" and restart["supervised"] is True
+    status_path = root / ".worktrees" / "svc" / "status.json"
+    try:
+        done = run(["approve", proposal["id"], "--yes"], root, isolated_home)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        if restart["delay"]:
+            assert lines[0] == f"waiting {restart['delay']:g}s before the restart (backoff)…"
+        assert "the restart started the task again" in done.stdout
+        assert f"output: {root / '.worktrees' / 'svc' / 'logs' / 'events.jsonl'}" in done.stdout
+        after = orjson.loads(once(root, isolated_home, "--json").stdout)["tasks"][0]
+        assert (after["id"], after["key"]) == (before["id"], before["key"])
+        assert after["status"] == "running" and after["health"] == "healthy", after
+        assert "failed" not in once(root, isolated_home).stdout
+        rep = orjson.loads(run(["report", "--json"], root, isolated_home).stdout)
+        assert rep["restarts"]["started"] == 1 and rep["actions"]["ok"] == 0  # not yet healthy
+    finally:
+        status = orjson.loads(status_path.read_bytes())
+        if status.get("supervisorPid"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(status["supervisorPid"], signal.SIGTERM)

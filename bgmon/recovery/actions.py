@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,7 +29,17 @@ from typing import Any
 import psutil
 
 from bgmon.model import TaskSnapshot
-from bgmon.recovery.proposal import Action, Kill, Mark, Proposal, Restart, Run, Signal, now_iso
+from bgmon.recovery.proposal import (
+    RUN_LOG,
+    Action,
+    Kill,
+    Mark,
+    Proposal,
+    Restart,
+    Run,
+    Signal,
+    now_iso,
+)
 from bgmon.recovery.redact import has_marker, redact
 from bgmon.recovery.validate import status_file as task_status_file
 from bgmon.timefmt import iso, parse_time
@@ -262,6 +273,12 @@ def write_pid(status_file: str, pid: int, started: float | None = None) -> bool:
         return False
     data["pid"] = pid
     data["startedAt"] = now_iso(started)
+    if data.get("status") in ("failed", "timeout", "cancelled", "completed"):
+        # The old ending no longer describes the task: the new process runs.
+        data["status"] = "running"
+        for key in ("error", "exitCode", "signal", "endedAt"):
+            if key in data:
+                data[key] = None
     fd, tmp = tempfile.mkstemp(prefix=".status.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -277,6 +294,43 @@ def write_pid(status_file: str, pid: int, started: float | None = None) -> bool:
             os.unlink(tmp)
         raise
     return True
+
+
+def supervised_argv(a: Restart) -> list[str]:
+    """`bgmon run` for a task it started before, with the settings its status.json recorded
+    (same directory, so the same task key and id), quiet: the output goes to its event log."""
+    assert a.status_file is not None
+    try:
+        recorded = json.loads(Path(a.status_file).read_text("utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    argv = [sys.executable, "-m", "bgmon", "run", "--dir", os.path.dirname(a.status_file),
+            "--quiet"]
+    if recorded.get("restartPolicy") in ("no", "on-failure", "always"):
+        argv += ["--restart", recorded["restartPolicy"]]
+    for key, flag in (("stall", "--stall"), ("heartbeat", "--heartbeat")):
+        value = recorded.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            argv += [flag, f"{value:g}s"]
+    if recorded.get("autoRecover") is True:
+        argv.append("--auto-recover")
+    return [*argv, "--", *a.argv]
+
+
+def wait_supervised(status_file: str, supervisor: int, timeout: float = 5.0) -> bool:
+    """Wait until the new `bgmon run` has taken over the status file (so `--once` right after
+    the approval shows the task running, not the old failure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = json.loads(Path(status_file).read_text("utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and data.get("supervisorPid") == supervisor:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def live_effect(action: Action) -> str:
@@ -302,9 +356,12 @@ class Executor:
         self,
         output_dir: Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        announce: Callable[[str], None] | None = None,
     ) -> None:
         self.output_dir = output_dir
         self._sleep = sleep
+        # Told what a long step waits for (the CLI prints it; the TUI shows it while working).
+        self.announce: Callable[[str], None] = announce or (lambda text: None)
 
     def execute(self, action: Action, proposal: Proposal, live: TaskSnapshot | None) -> ActionResult:
         effect = action.describe()
@@ -358,30 +415,47 @@ class Executor:
                 f"the task has a running process now (pid {live.pid}); request a new proposal"
             )
         if a.delay:
+            # Said first: a backoff of 30 s must not look like a hang.
+            self.announce(f"waiting {a.delay:g}s before the restart (backoff)…")
             self._sleep(a.delay)
             steps.append(f"waited {a.delay:g}s")
         started = time.time()
-        new_pid = self._start(a)
-        steps.append(f"started pid {new_pid}")
-        if a.status_file:
-            if write_pid(a.status_file, new_pid, started):
-                steps.append(f"wrote pid {new_pid} to {a.status_file}")
+        if a.supervised and a.status_file:
+            new_pid, _ = self._start(a, supervised_argv(a))  # its own messages only: --quiet
+            task_dir = os.path.dirname(a.status_file)
+            steps.append(f"started bgmon run (pid {new_pid}) for the command")
+            if wait_supervised(a.status_file, new_pid):
+                steps.append(f"it is running and keeps {a.status_file} current")
             else:
-                steps.append(f"{a.status_file} has no pid field; left unchanged")
+                steps.append(f"it has not written {a.status_file} yet")
+            steps.append(f"output: {os.path.join(task_dir, RUN_LOG)}")
+        else:
+            new_pid, output = self._start(a, list(a.argv))
+            steps.append(f"started pid {new_pid}")
+            if a.status_file:
+                if write_pid(a.status_file, new_pid, started):
+                    steps.append(f"wrote pid {new_pid} and status running to {a.status_file}")
+                else:
+                    steps.append(f"{a.status_file} has no pid field; left unchanged")
+            steps.append(f"output: {output or '/dev/null'}")
         return ActionResult("restart", True, effect, new_pid=new_pid, detail="; ".join(steps))
 
-    def _start(self, a: Restart) -> int:
+    def _start(self, a: Restart, argv: list[str]) -> tuple[int, str | None]:
+        """Start `argv` detached → (pid, the file its output goes to: in bgmon's own folder,
+        never the agent's; None when it goes to /dev/null)."""
         out: Any = subprocess.DEVNULL
         log = None
+        output = None
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             base = os.path.basename(a.argv[0]) or "task"
-            log = open(self.output_dir / f"{base}-{stamp}-{os.getpid()}.log", "ab")  # noqa: SIM115
-            out = log
+            path = self.output_dir / f"{base}-{stamp}-{os.getpid()}.log"
+            log = open(path, "ab")  # noqa: SIM115
+            out, output = log, str(path)
         try:
             child = subprocess.Popen(
-                list(a.argv),
+                argv,
                 cwd=a.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -396,7 +470,7 @@ class Executor:
                 log.close()
         # Reap it when it exits while bgmon still runs, so it does not linger as a zombie.
         threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
-        return child.pid
+        return child.pid, output
 
     def _run(self, a: Run, effect: str) -> ActionResult:
         if not os.path.isdir(a.cwd):

@@ -8,10 +8,12 @@ the proposal; it is validated like any untrusted input, action by action.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import threading
 import typing
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -299,6 +301,18 @@ def parse_reply(message: Any) -> dict[str, Any]:
 
 
 
+def credentials_possible() -> bool:
+    """Whether the SDK could find credentials: an ANTHROPIC_* variable other than the base
+    URL (a key, a token, a profile, workload identity), or its config directory
+    (~/.config/anthropic, where profiles live). Cheap: no SDK import."""
+    if any(k.startswith("ANTHROPIC_") and k != "ANTHROPIC_BASE_URL" and v
+           for k, v in os.environ.items()):
+        return True
+    appdata = os.environ.get("APPDATA") if os.name == "nt" else None
+    config_dir = Path(appdata) / "Anthropic" if appdata else Path.home() / ".config" / "anthropic"
+    return config_dir.exists()
+
+
 class ClaudeAdvisor:
     """Claude proposals with timeouts, SDK retries and a circuit breaker; falls back to rules.
 
@@ -318,7 +332,7 @@ class ClaudeAdvisor:
         max_tokens: int = MAX_TOKENS,
         event_bytes: int = EVENT_BYTES,
     ) -> None:
-        self.model = model or default_model()
+        self._model = model  # the SDK's model list is read only when a model is needed
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_tokens = max_tokens
@@ -328,6 +342,16 @@ class ClaudeAdvisor:
         register_secret(api_key)
         self._client: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        if self._model is None:
+            self._model = default_model()
+        return self._model
+
+    @model.setter
+    def model(self, value: str | None) -> None:
+        self._model = value
 
     def _get_client(self) -> Any:
         """The SDK client, or None when no credentials are configured anywhere."""
@@ -368,8 +392,6 @@ class ClaudeAdvisor:
         model: str | None = None,
     ) -> Proposal:
         """Always returns a proposal: Claude's, or the rules' with `degraded_reason` saying why."""
-        model = model or self.model
-
         def fallback(reason: str, refused: tuple[dict[str, Any], ...] = ()) -> Proposal:
             return rules.propose(
                 snapshot, catalogue, degraded_reason=reason, restarts=restarts, refused=refused
@@ -380,6 +402,10 @@ class ClaudeAdvisor:
             wait = self.breaker.retry_in()
         if not allowed:
             return fallback(f"breaker open (next try in {wait:.0f}s)")
+        if "api_key" not in self._overrides and not credentials_possible():
+            # Without any credential source the SDK would only say so, after a second of
+            # importing: the rules answer at once (the TUI's first `r` must not spin).
+            return fallback("no API key")
 
         import anthropic
 
@@ -390,6 +416,7 @@ class ClaudeAdvisor:
         if client is None:
             return fallback("no API key")
 
+        model = model or self.model
         matches = rules.match(snapshot, catalogue)
         context = build_context(
             snapshot, matches, restarts=restarts, event_bytes=self.event_bytes

@@ -270,7 +270,8 @@ def _approve(
             print("bgmon: stdin is not a terminal, so bgmon cannot ask for confirmation; "
                   "re-run with --yes to approve", file=err)
             return EXIT_USAGE
-        print(f"Approve {proposal.id} for task {proposal.task} ({proposal.origin})?", file=out)
+        print(f"Approve {proposal.id} for task {proposal_task(proposal)} ({proposal.origin})?",
+              file=out)
         lines = service.preview(proposal) or ["(no actions: only the decision is recorded)"]
         for line in lines:
             print(f"  {line}", file=out)
@@ -280,6 +281,8 @@ def _approve(
         if answer not in ("y", "yes"):
             print("not approved; nothing done", file=out)
             return EXIT_OK
+    if not args.json:  # say what a long step waits for (a restart's backoff) as it starts
+        service.executor.announce = lambda text: print(text, file=out, flush=True)
     outcome = service.approve(proposal.id, find, by="cli")
     return _print_outcome(outcome, args.json, out, err)
 
@@ -315,9 +318,14 @@ def _write_json(out: TextIO, obj: Any, indent: bool = False) -> None:
 # --- text formats -----------------------------------------------------------------------------
 
 
+def proposal_task(p: Proposal) -> str:
+    """The proposal's task as `name #id` (the key is long and says the same)."""
+    return task_label(key_name(p.task, p.task_id, None), p.task_id)
+
+
 def format_proposal(p: Proposal) -> str:
     lines = [
-        f"Proposal {p.id} for task {p.task}",
+        f"Proposal {p.id} for task {proposal_task(p)}",
         f"  from:       {p.origin}",
         f"  confidence: {p.confidence:.2f}",
         f"  diagnosis:  {p.diagnosis}",

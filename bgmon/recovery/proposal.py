@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from bgmon.model import TaskSnapshot
 from bgmon.timefmt import parse_time
 
+RUN_LOG = "logs/events.jsonl"  # where `bgmon run` writes a task's output, under its directory
 KINDS = ("kill", "restart", "signal", "run", "mark")
 SOURCES = ("claude", "rules")
 
@@ -75,6 +76,9 @@ class Restart:
     delay: float = 0.0  # backoff before starting (wait_restart)
     status_file: str | None = None  # where the new pid is written back
     children: int | None = None
+    # The task was started by `bgmon run`: start it under `bgmon run` again, so it stays
+    # supervised (heartbeats, restarts, its status.json and event log kept current).
+    supervised: bool = False
     kind: ClassVar[str] = "restart"
 
     def args(self) -> dict[str, Any]:
@@ -85,6 +89,7 @@ class Restart:
             "argv": list(self.argv),
             "cwd": self.cwd,
             "status_file": self.status_file,
+            "supervised": self.supervised,
         }
 
     def describe(self) -> str:
@@ -95,11 +100,19 @@ class Restart:
             )
         if self.delay:
             parts.append(f"wait {_secs(self.delay)}")
-        start = f"start {_argv(self.argv)} in {self.cwd}, detached"
+        if self.supervised and self.status_file:
+            task_dir = os.path.dirname(self.status_file)
+            start = (f"start {_argv(self.argv)} in {self.cwd} under `bgmon run --dir {task_dir}`, "
+                     "detached")
+        else:
+            start = f"start {_argv(self.argv)} in {self.cwd}, detached"
         parts.append(("then " if parts else "") + start)
         text = ", ".join(parts)
-        if self.status_file:
-            text += f"; write the new pid to {self.status_file}"
+        if self.supervised and self.status_file:
+            log = os.path.join(os.path.dirname(self.status_file), RUN_LOG)
+            text += f"; bgmon run keeps {self.status_file} current and writes the output to {log}"
+        elif self.status_file:
+            text += f"; write the new pid and status running to {self.status_file}"
         return text
 
 

@@ -28,7 +28,7 @@ from bgmon.recovery.proposal import (
     new_id,
 )
 from bgmon.recovery.redact import redact
-from bgmon.recovery.validate import status_file, task_cwd, validate_actions
+from bgmon.recovery.validate import status_file, supervised, task_cwd, validate_actions
 
 _ERROR_FIELDS = ("error", "last_error", "failure", "reason", "exit_reason")
 _ERROR_EVENTS = {EventKind.ERROR, EventKind.API_ERROR, EventKind.TURN_ABORTED}
@@ -141,6 +141,7 @@ def _restart(snapshot: TaskSnapshot, delay: float = 0.0) -> Restart | None:
         delay=delay,
         status_file=status_file(snapshot),
         children=_children(snapshot) if alive else None,
+        supervised=supervised(snapshot),
     )
 
 

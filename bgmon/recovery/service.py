@@ -211,7 +211,12 @@ class RecoveryService:
         if not proposal.actions:
             return Outcome(proposal_id, DONE, "approved; the proposal has no actions", ())
         if ok:
-            return Outcome(proposal_id, DONE, f"done: {len(results)} action(s) succeeded", results)
+            message = f"done: {len(results)} action(s) succeeded"
+            if any(r.kind == "restart" for r in results):
+                # Started is not yet recovered: the task's next badge says whether it helped.
+                message = (f"done: {len(results)} action(s) ran; the restart started the task "
+                           "again (`bgmon --once` shows whether it stays healthy)")
+            return Outcome(proposal_id, DONE, message, results)
         bad = next(r for r in results if not r.ok and not r.skipped)
         return Outcome(proposal_id, ACTION_FAILED, f"{bad.kind} failed: {bad.error}", results)
 

@@ -45,7 +45,8 @@ class InvalidAction(ValueError):
 
 _ALLOWED = {
     "kill": {"pid", "grace", "children"},
-    "restart": {"pid", "grace", "delay", "argv", "cwd", "status_file", "children"},
+    "restart": {"pid", "grace", "delay", "argv", "cwd", "status_file", "children",
+                "supervised"},
     "signal": {"pid", "signal"},
     "run": {"argv", "command", "cwd", "timeout"},  # "command": a common alias for argv
     "mark": {"note"},
@@ -131,6 +132,12 @@ def status_file(snapshot: TaskSnapshot) -> str | None:
         if os.path.isfile(candidate):
             return candidate
     return None
+
+
+def supervised(snapshot: TaskSnapshot) -> bool:
+    """Whether `bgmon run` started the task (its status.json names a supervisor), so a restart
+    starts it under `bgmon run` again."""
+    return "supervisorPid" in snapshot.fields and status_file(snapshot) is not None
 
 
 def _run_cwd(raw: dict, snapshot: TaskSnapshot | None) -> str:
@@ -225,6 +232,7 @@ def validate_action(raw: object, snapshot: TaskSnapshot | None = None) -> Action
             pid = _pid(raw, snapshot, required=False) if _alive(snapshot) else None
             sfile = status_file(snapshot)
             children = _children(snapshot, pid)
+            under_run = supervised(snapshot)
         else:
             argv = _argv_list(raw.get("argv"), "argv")
             cwd = raw.get("cwd")
@@ -233,6 +241,7 @@ def validate_action(raw: object, snapshot: TaskSnapshot | None = None) -> Action
             pid = _pid(raw, None, required=False)
             sfile = raw.get("status_file") if isinstance(raw.get("status_file"), str) else None
             children = raw.get("children") if isinstance(raw.get("children"), int) else None
+            under_run = raw.get("supervised") is True and sfile is not None
         return Restart(
             argv=argv,
             cwd=cwd,
@@ -241,6 +250,7 @@ def validate_action(raw: object, snapshot: TaskSnapshot | None = None) -> Action
             delay=_number(raw, "delay", 0.0, 0, MAX_DELAY),
             status_file=sfile,
             children=children,
+            supervised=under_run,
         )
 
     if kind == "signal":

@@ -18,6 +18,7 @@ import orjson
 
 from bgmon.cli import EXIT_USAGE
 from bgmon.recovery.patterns import CatalogueError, load_catalogue
+from bgmon.recovery.proposal import RUN_LOG
 from bgmon.supervise.journal import RestartJournal
 from bgmon.supervise.output import DEFAULT_PROGRESS, EventLog, compile_progress
 from bgmon.supervise.policy import MODES, RestartPolicy
@@ -25,7 +26,7 @@ from bgmon.supervise.run import RunConfig, Supervisor
 from bgmon.supervise.status import StatusFile, iso_ms, pid_alive, task_paths
 from bgmon.timefmt import parse_duration
 
-LOG_REL = "logs/events.jsonl"
+LOG_REL = RUN_LOG  # one place: a restart's description names it too
 # For `python script.py` the script says more about the task than the interpreter does.
 _INTERPRETER = re.compile(r"^(python[\d.]*|pypy[\d.]*|node|deno|bun|bash|sh|zsh|ruby|perl)$")
 
@@ -107,6 +108,9 @@ def _setup(args: argparse.Namespace) -> Supervisor:
     name, directory = _place(args, argv, hexid)
     status_path, log_path = task_paths(directory)
     _refuse_busy(status_path)
+    # The same directory is the same task: keep its id (a restart approved in bgmon starts
+    # `bgmon run --dir` again, and `name #id` must still find it).
+    hexid = _previous_hexid(status_path) or hexid
     status = StatusFile(status_path, _initial(args, argv, name, hexid), args.run_heartbeat)
     status.update()
     if args.run_auto_recover:
@@ -173,6 +177,17 @@ def _refuse_busy(status_path: Path) -> None:
     if old.get("status") in ("created", "running") and pid != os.getpid() and pid_alive(pid):
         raise UsageError(f"{status_path.parent} is already supervised by bgmon run (pid {pid}); "
                          "use another --name or --dir")
+
+
+def _previous_hexid(status_path: Path) -> str | None:
+    try:
+        old = orjson.loads(status_path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    old_id = old.get("id") if isinstance(old, dict) else None
+    if isinstance(old_id, str) and re.fullmatch(r"bg_[0-9a-f]{6}", old_id):
+        return old_id[3:]
+    return None
 
 
 def _initial(args: argparse.Namespace, argv: list[str], name: str, hexid: str) -> dict:
