@@ -37,7 +37,7 @@ def test_descriptions_are_exact():
     assert Restart(("a", "b"), "/w", pid=7, grace=5, delay=10, children=0,
                    status_file="/w/status.json").describe() == (
         "stop pid 7 (no children) (SIGTERM, SIGKILL after 5s), wait 10s, then start ['a', 'b'] "
-        "in /w, detached; write the new pid to /w/status.json")
+        "in /w, detached; write the new pid and status running to /w/status.json")
     assert Restart(("a",), "/w").describe() == "start ['a'] in /w, detached"
     assert "no agent file is touched" in Mark("handled").describe()
 

@@ -195,7 +195,7 @@ async def test_restart_writes_the_new_pid_and_a_second_approve_does_nothing(no_k
             await ask(pilot, app, "worker")
             text = shown(app)
             assert f"start ['{sys.executable}', '{script}'] in {task}, detached" in text
-            assert f"write the new pid to {status}" in text
+            assert f"write the new pid and status running to {status}" in text
 
             said = await approve(pilot, app)
             assert f"start ['{sys.executable}', '{script}']" in said
