@@ -42,6 +42,10 @@ RESYNC = 1.0  # after reads without a sweep, re-check the set of directories at 
 # SWEEP_STRETCH_MAX seconds). With 1,000 tasks a sweep costs ~30 ms of CPU: every ~15 s.
 SWEEP_SHARE = 0.002
 SWEEP_STRETCH_MAX = 60.0
+# Process looks likewise: at most this share of a core, so with a thousand live pids a look
+# comes every few seconds rather than every `proc_interval` (never rarer than the maximum).
+PROC_SHARE = 0.01
+PROC_STRETCH_MAX = 10.0
 
 
 class Recorder(Protocol):
@@ -205,8 +209,12 @@ class LiveEngine:
                 self._rescan = True  # newly armed after a read: what changed between needs a look
             self._next_sync = now + RESYNC
         if first or now >= self._next_procs:
+            cpu = time.thread_time()
             monitor.look_procs()
-            self._next_procs = now + self.config.proc_interval
+            # Many live pids: the looks space out to stay near PROC_SHARE of a core.
+            cost = time.thread_time() - cpu
+            interval = self.config.proc_interval
+            self._next_procs = now + min(max(interval, cost / PROC_SHARE), max(interval, PROC_STRETCH_MAX))
         self._load_marks()
         changes = monitor.evaluate()
         self._journal(changes)

@@ -89,3 +89,45 @@ def test_engine_turns_a_killed_task_failed_and_a_busy_silent_one_healthy(ws):
         sleeper.kill()
         os.killpg(busy.pid, signal.SIGKILL)
         busy.wait()
+
+
+def test_a_look_reads_each_task_process_without_walking_the_process_table(monkeypatch):
+    """Issue 11: a look walked every process on the machine (and read each pid's facts one
+    call at a time). Now the tree comes from the task process's own children."""
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_CHILD], start_new_session=True)
+    table = ProcessTable()
+
+    def walked(*args, **kwargs):
+        raise AssertionError("a look walked the whole process table")
+
+    try:
+        wait_for(lambda: len(ProcessTable().look([proc.pid])[proc.pid].children) == 1, what="child")
+        monkeypatch.setattr(psutil, "process_iter", walked)
+        table.look([proc.pid])
+        time.sleep(0.3)
+        facts = table.look([proc.pid])[proc.pid]
+        assert facts.alive and len(facts.children) == 1 and facts.cpu_active
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_light_look_keeps_the_tree_facts_and_still_sees_a_death():
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_CHILD], start_new_session=True)
+    table = ProcessTable()
+    try:
+        full = wait_for(lambda: (f := table.look([proc.pid])[proc.pid]).children and f, what="child")
+        light = table.look([proc.pid], light=[proc.pid])[proc.pid]
+        assert light.children == full.children and light.rss == full.rss and light.alive
+        assert not light.cpu_active  # not sampled: the log, not the CPU, proves progress
+        # Unchanged facts from one light look to the next: the task is not marked dirty.
+        assert table.look([proc.pid], light=[proc.pid])[proc.pid] == light
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert not table.look([proc.pid], light=[proc.pid])[proc.pid].alive
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

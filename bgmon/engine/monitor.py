@@ -22,6 +22,12 @@ from bgmon.model import TaskSnapshot
 from bgmon.procs import ProcessTable
 from bgmon.sources.discover import Found, GitWorktrees, discover
 
+PROGRESS_WINDOW = 60.0  # seconds: a log appended within this proves progress (no CPU sample)
+
+
+def _last_append(record: TaskRecord) -> float:
+    return max((f.reader.mtime or 0.0 for f in record.feeds.values()), default=0.0)
+
 
 class Monitor:
     def __init__(
@@ -104,7 +110,11 @@ class Monitor:
             if r.pids != (None, None) or r.proc is not None or r.supervisor is not None
             or (match and r.spec.transcript)
         ]
-        facts = self.procs.look({p for r in involved for p in r.pids if p})
+        # A task whose log grew lately proves progress by itself: its process gets a liveness
+        # read only (its tree's CPU would not change the verdict), the tree now and then.
+        recent = now - min(PROGRESS_WINDOW, self.config.thresholds.stuck_after / 2)
+        light = {r.pids[0] for r in involved if r.pids[0] and _last_append(r) >= recent}
+        facts = self.procs.look({p for r in involved for p in r.pids if p}, light=light)
         wants_agents = match and any(r.spec.transcript for r in involved)
         self._agent_cwds = self.procs.agent_cwds() if wants_agents else {}
         for record in involved:

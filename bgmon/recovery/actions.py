@@ -28,6 +28,7 @@ from typing import Any
 
 import psutil
 
+from bgmon import procs
 from bgmon.model import TaskSnapshot
 from bgmon.recovery.proposal import (
     RUN_LOG,
@@ -181,7 +182,7 @@ def _find(pid: int, since: float, live: TaskSnapshot | None = None) -> psutil.Pr
     _refuse_low_pid(pid)
     try:
         proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
+        if procs.running(pid) is False:  # exited (a zombie has too)
             return None
         started = proc.create_time()
     except psutil.NoSuchProcess:
@@ -212,48 +213,15 @@ def _live_process(pid: int, live: TaskSnapshot | None, since: float) -> psutil.P
     return proc
 
 
-def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Wait until every process has exited (a zombie counts as exited); return the rest."""
-    deadline = time.monotonic() + timeout
-    alive = list(procs)
-    while True:
-        still = []
-        for p in alive:
-            try:
-                if p.status() == psutil.STATUS_ZOMBIE:
-                    with contextlib.suppress(psutil.Error, ChildProcessError):
-                        p.wait(0)  # reap it when it is our own child
-                    continue
-                still.append(p)
-            except psutil.NoSuchProcess:
-                continue
-            except psutil.AccessDenied:
-                still.append(p)
-        alive = still
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.05)
-
-
 def stop_tree(proc: psutil.Process, grace: float) -> str:
     """SIGTERM the process and all its descendants, SIGKILL what is left after `grace` s."""
     try:
-        tree = [proc, *proc.children(recursive=True)]  # listed first: children re-parent on exit
+        signalled, killed, left = procs.stop_tree(proc, grace, KILL_WAIT)
     except psutil.NoSuchProcess:
         return f"pid {proc.pid} had already exited"
-    for p in tree:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.send_signal(signal.SIGTERM)
-    left = _wait_gone(tree, grace)
-    killed = []
-    for p in left:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-            killed.append(p.pid)
-    left = _wait_gone(left, KILL_WAIT)
     if left:
-        raise ActionError(f"still running after SIGKILL: {', '.join(str(p.pid) for p in left)}")
-    text = f"stopped pid {proc.pid} and {len(tree) - 1} descendant(s)"
+        raise ActionError(f"still running after SIGKILL: {', '.join(map(str, left))}")
+    text = f"stopped pid {proc.pid} and {signalled - 1} descendant(s)"
     if killed:
         text += f"; SIGKILL needed for {', '.join(map(str, killed))}"
     return text

@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psutil
 
 from bgmon.model import Badge, TaskSnapshot
+from bgmon.procs import running
 from bgmon.recovery.breaker import backoff_delay
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import RecoveryService
@@ -94,12 +94,8 @@ def supervisor_in_charge(snapshot: TaskSnapshot) -> bool:
         return False
     if any(r.rule == "supervisor.died" for r in (snapshot.own_health or snapshot.health).reasons):
         return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True  # exists, but we may not look at it: assume it is in charge
+    # Exists but cannot be looked at (None): assume it is in charge.
+    return running(pid) is not False
 
 
 def trust_problem(snapshot: TaskSnapshot) -> str | None:
@@ -302,7 +298,7 @@ class AutoRecovery:
                 return
             if ep.in_flight:
                 return
-        if supervisor_in_charge(snap):  # a psutil look: outside the lock
+        if supervisor_in_charge(snap):  # a process look: outside the lock
             with self._lock:
                 ep.deferred = True
             return

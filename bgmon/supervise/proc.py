@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 import psutil
 
+from bgmon.procs import running, tree_cpu
+
 
 def spawn(argv: Sequence[str], cwd: str) -> subprocess.Popen[bytes]:
     """Start argv with piped stdout/stderr in a new session (so its process group is its own and
@@ -67,7 +69,7 @@ def group_alive(pgid: int) -> bool:
     container whose pid 1 does not reap, and it holds nothing)."""
     for p in psutil.process_iter():
         try:
-            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+            if os.getpgid(p.pid) == pgid and running(p.pid) is not False:
                 return True
         except (OSError, psutil.Error):
             continue
@@ -126,12 +128,10 @@ def exit_status(code: int) -> int:
 
 
 class TreeCpu:
-    """CPU seconds used by a process and its descendants; Process objects are cached so each
-    look costs one scan of the children, not one create-time lookup per process."""
+    """CPU seconds used by a process and its descendants (bgmon.procs reads the tree)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._procs: dict[int, psutil.Process] = {}
         self._last: float | None = None
 
     def changed(self) -> bool:
@@ -142,32 +142,10 @@ class TreeCpu:
         return grew
 
     def total(self) -> float:
-        root = self._get(self.pid)
-        if root is None:
-            return self._last or 0.0
-        try:
-            members = [root, *(self._get(c.pid) or c for c in root.children(recursive=True))]
-        except psutil.Error:
-            members = [root]
-        total = 0.0
-        for p in members:
-            try:
-                t = p.cpu_times()
-            except psutil.Error:
-                continue
-            # children_* holds reaped descendants, so a finished grandchild's time is not lost.
-            total += t.user + t.system + t.children_user + t.children_system
-        return total
-
-    def _get(self, pid: int) -> psutil.Process | None:
-        p = self._procs.get(pid)
-        if p is None or not p.is_running():
-            try:
-                p = self._procs[pid] = psutil.Process(pid)
-            except psutil.Error:
-                self._procs.pop(pid, None)
-                return None
-        return p
+        # Reaped descendants' time is in their parents' children times: a finished grandchild's
+        # time is not lost. A vanished root keeps its last total.
+        total = tree_cpu(self.pid)
+        return (self._last or 0.0) if total is None else total
 
 
 class Echo:

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from bgmon.atomic import write_atomic
+from bgmon.procs import running
 from bgmon.recovery.redact import redact_obj
 
 # Progress may change many times a second; status.json follows at most this often (the event
@@ -118,12 +119,8 @@ def task_paths(directory: Path) -> tuple[Path, Path]:
 
 
 def pid_alive(pid: object) -> bool:
+    """A running process (a zombie is not one); one that cannot be looked at counts as running."""
     if not isinstance(pid, int) or pid <= 0:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    return running(pid) is not False
     return True

@@ -29,7 +29,7 @@ PROCS = {
 class SampleProcs(ProcessTable):
     """A process table that answers from `PROCS` (no psutil: the same on every machine)."""
 
-    def look(self, pids):
+    def look(self, pids, light=()):
         return {p: PROCS[p] for p in pids if p in PROCS}
 
     def agent_cwds(self):
