@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import wait_for
 
 from bgmon.engine import Monitor
 from bgmon.live import LiveEngine
@@ -228,3 +229,18 @@ def test_no_room_for_the_database_is_one_line_exit_2(tmp_path):
     assert "state database" in done.stderr
     done = bgmon("report", "--json", "--root", str(root), cwd=root)  # room again: it catches up
     assert done.returncode == 0 and json.loads(done.stdout)["records"] == 300
+
+
+def test_the_live_engines_marks_do_not_wait_for_a_migration(tmp_path):
+    path = tmp_path / "j.jsonl"
+    filler = {"kind": "health", "task": "t", "task_id": "t", "from": "healthy", "to": "stuck",
+              "reasons": [{"rule": "stuck.silent", "detail": "x" * 400}], "patterns": []}
+    lines = [orjson.dumps({**filler, "task": f"t{i % 100}"}) for i in range(12_000)]
+    lines.append(orjson.dumps({"kind": "mark", "task": "t7", "note": "handled"}))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert path.stat().st_size > 4 << 20
+    j = Journal(path)
+    assert j.marks() == {}  # nothing indexed yet: answered at once, indexing goes on
+    assert j.index._background is not None
+    wait_for(lambda: j.marks() == {"t7": "handled"}, timeout=60, what="the background index")
+    assert j.report()["records"] == 12_001

@@ -73,6 +73,10 @@ class Journal:
         root = Path(root).expanduser()
         return cls(root / (Path(path) if path is not None else DEFAULT_PATH))
 
+    def close(self) -> None:
+        """Close the state database's connection (it reopens on the next use)."""
+        self.index.close()
+
     # --- writing -------------------------------------------------------------------------------
 
     def append(self, record: dict[str, Any], *, durable: bool | None = None) -> dict[str, Any]:

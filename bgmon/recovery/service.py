@@ -120,11 +120,12 @@ class RecoveryService:
         return cls(journal, catalogue=load_catalogue(config.patterns), model=config.model)
 
     def close(self) -> None:
-        """Release the API client's connections (on quit)."""
+        """Release the API client's connections and the state database (on quit)."""
         with self._lock:
             advisor = self._advisor
         if advisor is not None and hasattr(advisor, "close"):
             advisor.close()
+        self.journal.close()
 
     @property
     def advisor(self) -> Any:

@@ -23,6 +23,8 @@ import os
 import sqlite3
 import stat
 import statistics
+import threading
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ SCHEMA = 1
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another's lock before giving up with a message
 CHUNK = 4 << 20  # journal bytes read at a time while catching up (bounds memory on migration)
 LINE_CAP = 16 << 20  # a "line" longer than this is junk: skipped, counted
+BACKGROUND_BYTES = 4 << 20  # the live engine's marks index more than this in a background thread
 KEEP_ROTATED = 9  # journal.jsonl.1 … .9 are read when the database is built from scratch
 FAULTS = frozenset(b.value for b in Badge if b.is_fault)
 RECOVERED = frozenset({Badge.HEALTHY.value, Badge.COMPLETED.value})
@@ -103,6 +106,19 @@ def rotated(journal: Path, n: int) -> Path:
     return journal.with_name(f"{journal.name}.{n}")
 
 
+class _Held:
+    """The open connection (apart from the store, so a finalizer can close it)."""
+
+    conn: sqlite3.Connection | None = None
+    ino: int | None = None
+
+    def close(self) -> None:
+        conn, self.conn, self.ino = self.conn, None, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+
 class StateStore:
     def __init__(self, journal: Path, db: Path | None = None, busy_timeout: float = BUSY_TIMEOUT):
         self.journal = journal
@@ -111,17 +127,42 @@ class StateStore:
         self._seen: tuple[int, int, int] | None = None  # the journal's (ino, size, mtime) when caught up
         self.torn_tail = False  # the journal ends in a line without its newline
         self._marks: tuple[tuple[int, int, int] | None, dict[str, str]] | None = None
+        self._lock = threading.RLock()
+        self._held = _Held()
+        self._background: threading.Thread | None = None
+        self._background_error: JournalUnreadable | None = None
+        weakref.finalize(self, _Held.close, self._held)
 
     # --- connections -------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """One connection per use: safe from any thread, nothing left open between uses."""
+        """The store's connection, one user at a time (threads take turns). It stays open:
+        closing the last connection checkpoints the WAL, which costs more than the query."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                yield conn
+            except sqlite3.Error as exc:
+                self._drop()  # a damaged or replaced file: open it afresh next time
+                raise self._error(exc) from None
+
+    def _connection(self) -> sqlite3.Connection:
         try:
-            if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
-                what = "a directory" if self.path.is_dir() else "not a regular file"
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise self._error(exc) from None
+        held = self._held
+        if held.conn is not None and st is not None and st.st_ino == held.ino:
+            return held.conn
+        self._drop()  # moved aside or deleted: the next one is a new database
+        try:
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
                 raise JournalUnreadable(f"cannot use the state database {self.path}: it is {what}")
-            if not self.path.exists():
+            if st is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
@@ -131,11 +172,18 @@ class StateStore:
         try:
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: the journal itself is fsynced
             self._schema(conn)
-            yield conn
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        held.conn, held.ino = conn, os.stat(self.path).st_ino
+        return conn
+
+    def _drop(self) -> None:
+        _Held.close(self._held)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
 
     def _schema(self, conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone()
@@ -183,7 +231,7 @@ class StateStore:
                 self._catch_up(conn)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
 
     @contextlib.contextmanager
@@ -203,7 +251,7 @@ class StateStore:
                         self._catch_up(conn)
                         conn.execute("COMMIT")
                     except BaseException:
-                        conn.execute("ROLLBACK")
+                        _rollback(conn)
                         raise
             yield conn
 
@@ -342,16 +390,49 @@ class StateStore:
 
     def marks(self) -> dict[str, str]:
         """Task key → its latest mark note. Asked every second by the live engine: answered from
-        memory while the journal is unchanged."""
+        memory while the journal is unchanged, and never held up by a migration (a big journal
+        not indexed yet is indexed in a background thread; meanwhile the marks known so far)."""
         key = self._journal_key()
         cached = self._marks
         if cached is not None and cached[0] == key and key is not None:
             return dict(cached[1])
+        if self._indexing_in_background(key):
+            return dict(cached[1]) if cached else {}
         with self.reading() as conn:
             out = dict(conn.execute("SELECT task, note FROM marks ORDER BY seq").fetchall())
         if self._seen == key:  # not a stale answer while another process held the lock
             self._marks = (key, out)
         return dict(out)
+
+    def _indexing_in_background(self, key: tuple[int, int, int] | None) -> bool:
+        """Whether a background catch-up runs (started here when more than BACKGROUND_BYTES of
+        journal wait to be indexed). Its failure is raised to the next caller."""
+        worker = self._background
+        if worker is not None and worker.is_alive():
+            return True
+        self._background = None
+        error, self._background_error = self._background_error, None
+        if error is not None:
+            raise error
+        if key is None or key == self._seen:
+            return False
+        with self._connect() as conn:
+            meta = dict(conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('ino', 'offset')").fetchall())
+        done = int(meta.get("offset") or 0) if meta.get("ino") == key[0] else 0
+        if key[1] - done <= BACKGROUND_BYTES:
+            return False
+        worker = threading.Thread(target=self._index_now, name="bgmon-journal-index", daemon=True)
+        self._background = worker
+        worker.start()
+        return True
+
+    def _index_now(self) -> None:
+        try:
+            with self.reading():
+                pass
+        except JournalUnreadable as exc:
+            self._background_error = exc
 
     def acks(self) -> dict[str, Ack]:
         with self.reading() as conn:
@@ -394,6 +475,12 @@ class StateStore:
             "median_recovery_seconds": median,
             "still_failing": failing,
         }
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _head(fd: int, size: int) -> str:
