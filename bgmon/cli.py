@@ -39,7 +39,7 @@ def exit_for_signal(signum: int) -> int:
     return 128 + signum
 
 
-SUBCOMMANDS = ("demo", "run", "watch", "wait", "propose", "approve", "reject", "history",
+SUBCOMMANDS = ("demo", "run", "watch", "wait", "ack", "propose", "approve", "reject", "history",
                "report", "hooks")
 SERVE = "serve"  # the live engine without a screen (the monitor's own options)
 
@@ -50,6 +50,7 @@ commands:
   bgmon run [OPTIONS] -- CMD ...  supervise a command as a monitored background task
   bgmon watch [ROOT ...]          no screen: send notifications on badge changes ([notify])
   bgmon wait TASK... --until S    block until the tasks are completed|healthy|settled|fault|waiting
+  bgmon ack TASK [--note TEXT]    a fault is seen: it stops counting until its badge changes
   bgmon propose TASK [--json]     ask for a recovery proposal (Claude, or built-in rules)
   bgmon approve PROPOSAL_ID       run an approved proposal's actions
   bgmon reject PROPOSAL_ID        reject a proposal (--reason TEXT)
@@ -233,19 +234,21 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
 
 
 def look_once(config: Config):
-    """One full look at every task, with bgmon's marks from the recovery journal applied, as
-    the live views have them (so `--once`, JSON and the TUI show the same mark)."""
+    """One full look at every task, with bgmon's marks and people's acknowledgements from the
+    recovery journal applied, as the live views have them (so every view shows the same)."""
     from bgmon.engine import collect
     from bgmon.recovery.journal import Journal
 
     monitor = collect(config)
     try:
-        notes = Journal(config.journal_path()).marks()
+        journal = Journal(config.journal_path())
+        notes, acks = journal.marks(), journal.acknowledged()
     except OSError as exc:  # JournalUnreadable too: the tasks still show, with a warning
-        monitor.found.warnings.append(f"marks not shown: {exc}")
-        notes = {}
-    if notes:
+        monitor.found.warnings.append(f"marks and acknowledgements not shown: {exc}")
+        notes, acks = {}, {}
+    if notes or acks:
         monitor.set_notes(notes)
+        monitor.set_acks(acks)
         monitor.evaluate()
     return monitor
 
@@ -385,6 +388,50 @@ def _wait_main(argv: list[str]) -> int:
     return EXIT_OK if result.outcome.reached else EXIT_FAULTS
 
 
+def _ack_main(argv: list[str]) -> int:
+    from bgmon.recovery.service import RecoveryService
+    from bgmon.resolve import AmbiguousTask, resolve_task, task_label
+
+    p = _Parser(prog="bgmon ack", description="Acknowledge a task's fault: until its badge "
+                "changes it no longer counts for the exit status of --once, for notifications or "
+                "for bgmon wait, and every view shows it as acknowledged.")
+    p.add_argument("task", metavar="TASK", help="task key, id or name, as --once shows it")
+    p.add_argument("--note", metavar="TEXT", help="why, or who is on it (shown beside the badge)")
+    p.add_argument("--clear", action="store_true", help="take the acknowledgement back")
+    p.add_argument("--root", dest="roots", action="append", metavar="DIR",
+                   help="a watched root (repeatable; default: .); the store lives under the first")
+    add_monitor_options(p)
+    args, config = _settings(p, argv)
+    monitor = look_once(config)
+    try:
+        snap = resolve_task(args.task, monitor.snapshots())
+    except AmbiguousTask as exc:
+        raise UsageError(str(exc)) from None
+    if snap is None:
+        raise UsageError(f"no task matches {args.task!r} (a key, id or name as --once shows)")
+    label, badge = task_label(snap.name, snap.id), snap.health.badge
+    try:
+        service = RecoveryService.from_config(config)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot record the acknowledgement: {exc}") from None
+    try:
+        if args.clear:
+            if snap.key not in monitor.acks:
+                raise UsageError(f"{label} is not acknowledged")
+            service.clear_ack(snap.key, snap.id)
+            print(f"{label}: acknowledgement taken back; its {badge.value} badge counts again")
+            return EXIT_OK
+        if not badge.is_fault:
+            raise UsageError(f"{label} is {badge.value}: there is no fault to acknowledge")
+        service.acknowledge(snap, args.note)
+    except OSError as exc:
+        raise UsageError(f"cannot record the acknowledgement: {exc}") from None
+    finally:
+        service.close()
+    print(f"{label}: {badge.value}, acknowledged; it no longer counts until its badge changes")
+    return EXIT_OK
+
+
 def _monitor_main(argv: list[str], serving: bool = False) -> int:
     args = build_parser().parse_args(argv)
     _check_modes(args, serving)
@@ -437,6 +484,8 @@ def _subcommand_main(name: str, argv: list[str]) -> int:
         return _watch_main(argv)
     if name == "wait":
         return _wait_main(argv)
+    if name == "ack":
+        return _ack_main(argv)
     from bgmon.recovery import cli as recovery_cli
 
     p = _Parser(prog="bgmon")

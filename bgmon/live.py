@@ -27,6 +27,7 @@ from bgmon.board import Board, SweepStats
 from bgmon.cli import EXIT_OK
 from bgmon.config import Config
 from bgmon.engine import Change, Monitor
+from bgmon.model import Acknowledged
 from bgmon.recovery.auto import AutoRecovery
 from bgmon.sources.discover import discover
 from bgmon.sources.watch import WATCHES_LIMIT, DirWatch, Inotify, instances_problem, read_limit
@@ -54,6 +55,10 @@ class Recorder(Protocol):
     def record_transition(self, snapshot, previous) -> None: ...
 
     def marks(self) -> dict[str, str]: ...
+
+    def acks(self) -> dict[str, Acknowledged]: ...
+
+    def clear_ack(self, task: str, task_id: str | None) -> None: ...
 
 
 class LiveEngine:
@@ -292,6 +297,7 @@ class LiveEngine:
             return
         try:
             self.monitor.set_notes(self.recorder.marks())
+            self.monitor.set_acks(self.recorder.acks())
         except OSError:
             self.journal_errors += 1
 
@@ -300,10 +306,16 @@ class LiveEngine:
         counted, never allowed to stop the monitor."""
         if self.recorder is None:
             return
+        acks = self.monitor.acks
         for c in changes:
             if c.kind == "health" and c.snapshot is not None:
                 try:
                     self.recorder.record_transition(c.snapshot, c.previous.badge if c.previous else None)
+                    ack = acks.get(c.key)
+                    if ack is not None and ack.badge != c.snapshot.health.badge.value:
+                        # The task changed since a person acknowledged it: spent, so the same
+                        # badge coming back later counts (and notifies) again.
+                        self.recorder.clear_ack(c.key, c.snapshot.id)
                 except OSError:
                     self.journal_errors += 1
 

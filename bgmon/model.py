@@ -151,6 +151,16 @@ class ProcFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """A person acknowledged the task's badge (`bgmon ack`): until the badge changes it no
+    longer counts for the exit status, notifications or `bgmon wait`, and every view says so."""
+
+    badge: str
+    note: str | None = None
+    at: float | None = None  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSnapshot:
     """Everything a view needs about one task at one moment. Views render only this."""
 
@@ -177,6 +187,12 @@ class TaskSnapshot:
     cwd: str | None = None  # the working directory the task runs in
     command: tuple[str, ...] | None = None  # argv recorded to restart it
     host: str | None = None  # the remote host it runs on (`--remote NAME=…`); None: this machine
+    ack: Acknowledged | None = None  # set only while the acknowledged badge is the badge shown
+
+    @property
+    def needs_attention(self) -> bool:
+        """A fault nobody has acknowledged: what the exit status and notifications count."""
+        return self.health.badge.is_fault and self.ack is None
 
 
 def clip(text: str | None, limit: int = 400) -> str | None:

@@ -25,7 +25,6 @@ from bgmon.model import TaskSnapshot
 TARGETS = ("completed", "healthy", "settled", "fault", "waiting")
 _BLOCKING = frozenset({"failed", "stuck"})  # a task that will not get anywhere on its own
 _SETTLED = frozenset({"completed", "waiting", "failed", "stuck"})
-_FAULTS = frozenset({"struggling", "stuck", "failed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +33,8 @@ class Outcome:
     why: str  # one line for the person
 
 
-def acknowledged(s: TaskSnapshot) -> bool:
-    return bool(getattr(s, "ack", None))
-
-
 def _fault(s: TaskSnapshot) -> bool:
-    return s.health.badge.value in _BLOCKING and not acknowledged(s)
+    return s.health.badge.value in _BLOCKING and s.ack is None
 
 
 def _says(s: TaskSnapshot) -> str:
@@ -56,7 +51,7 @@ def outcome(target: str, snaps: Sequence[TaskSnapshot | None], refs: Sequence[st
     tasks = [s for s in snaps if s is not None]
     badges = [s.health.badge.value for s in tasks]
     if target == "fault":
-        hit = next((s for s in tasks if s.health.badge.value in _FAULTS and not acknowledged(s)), None)
+        hit = next((s for s in tasks if s.needs_attention), None)
         if hit is not None:
             return Outcome(True, _says(hit))
         if all(b == "completed" for b in badges):

@@ -17,7 +17,7 @@ from bgmon.engine import snapshot
 from bgmon.engine.family import Family, Member, RollUp, ancestors, families
 from bgmon.engine.store import TaskRecord
 from bgmon.health import Observation, assess, next_check
-from bgmon.model import Health, TaskSnapshot
+from bgmon.model import Acknowledged, Health, TaskSnapshot
 from bgmon.timefmt import parse_time
 
 REFRESH_TEXT = 15.0  # seconds between refreshes of an unchanged task's reason text
@@ -84,7 +84,8 @@ class Evaluator:
         self._last_keys: set[str] = set()
 
     def evaluate(self, tasks: dict[str, TaskRecord], now: float, th: Thresholds,
-                 notes: Mapping[str, str]) -> list[Change]:
+                 notes: Mapping[str, str],
+                 acks: Mapping[str, Acknowledged] | None = None) -> list[Change]:
         """Assess every task that needs it, roll up, and report changes."""
         reshaped = self._family is None or tasks.keys() != self._last_keys
         assessed, observed = self._assess(tasks, now, th)
@@ -101,7 +102,8 @@ class Evaluator:
         todo: Iterable[str] = tasks if reshaped else ancestors(assessed, family.parents)
         changes: list[Change] = []
         for key in todo:
-            change = self._update(tasks[key], rolled(key), family.parents.get(key), now, notes.get(key))
+            change = self._update(tasks[key], rolled(key), family.parents.get(key), now,
+                                  notes.get(key), acks.get(key) if acks else None)
             if change is not None:
                 changes.append(change)
         changes += [Change("removed", key) for key in self._last_keys - tasks.keys()]
@@ -136,7 +138,7 @@ class Evaluator:
 
     @staticmethod
     def _update(record: TaskRecord, health: Health, parent: str | None, now: float,
-                note: str | None) -> Change | None:
+                note: str | None, ack: Acknowledged | None = None) -> Change | None:
         """Rebuild one task's snapshot if it changed; the change to announce, if any."""
         previous = record.snapshot
         if previous is not None and not record.dirty and _same_verdict(previous.health, health):
@@ -149,7 +151,7 @@ class Evaluator:
                     record.snapshot = replace(previous, health=health, own_health=own)
                 record.built_at = now
             return None
-        snap = snapshot.build(record, health, parent, note)
+        snap = snapshot.build(record, health, parent, note, ack)
         record.snapshot = snap
         record.built_at = now
         record.dirty = False

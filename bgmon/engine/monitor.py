@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from bgmon.config import Config
 from bgmon.engine.evaluate import Change, Evaluator
 from bgmon.engine.store import TaskRecord, TaskStore
-from bgmon.model import TaskSnapshot
+from bgmon.model import Acknowledged, TaskSnapshot
 from bgmon.procs import ProcessTable
 from bgmon.sources.discover import Found, GitWorktrees, discover
 
@@ -43,6 +43,7 @@ class Monitor:
         self.tasks: dict[str, TaskRecord] = self.store.tasks  # the same dict, never rebound
         self.found = Found()
         self.notes: dict[str, str] = {}  # task key → bgmon's own mark (from recovery)
+        self.acks: dict[str, Acknowledged] = {}  # task key → a person's `bgmon ack`
         self.evaluator = Evaluator()
         self._git = GitWorktrees() if config.git else None
         self._agent_cwds: dict[str, list[int]] = {}
@@ -137,7 +138,8 @@ class Monitor:
 
     def evaluate(self) -> list[Change]:
         """Assess every task (time-based rules need `now`), roll up, and report changes."""
-        return self.evaluator.evaluate(self.tasks, self.clock(), self.config.thresholds, self.notes)
+        return self.evaluator.evaluate(self.tasks, self.clock(), self.config.thresholds, self.notes,
+                                       self.acks)
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -153,12 +155,21 @@ class Monitor:
 
     def set_notes(self, notes: dict[str, str]) -> None:
         """bgmon's own marks on tasks (from the recovery journal); shown in every view."""
-        if notes == self.notes:
-            return
-        for key in self.notes.keys() | notes.keys():
-            if self.notes.get(key) != notes.get(key) and key in self.tasks:
-                self.tasks[key].dirty = True
+        self._touch(self.notes, notes)
         self.notes = dict(notes)
+
+    def set_acks(self, acks: dict[str, Acknowledged]) -> None:
+        """People's acknowledgements (from the state store); each holds for its badge only."""
+        self._touch(self.acks, acks)
+        self.acks = dict(acks)
+
+    def _touch(self, old: dict, new: dict) -> None:
+        """Mark the tasks whose entry differs between `old` and `new` for a rebuild."""
+        if new == old:
+            return
+        for key in old.keys() | new.keys():
+            if old.get(key) != new.get(key) and key in self.tasks:
+                self.tasks[key].dirty = True
 
     def find(self, ref: str) -> TaskSnapshot | None:
         """A task by key, id or name (as shown by `--once`); see bgmon.resolve."""

@@ -6,7 +6,7 @@ import os
 
 from bgmon.engine.store import TaskRecord, as_int
 from bgmon.health import last_sign_of_life
-from bgmon.model import Health, Progress, TaskSnapshot
+from bgmon.model import Acknowledged, Health, Progress, TaskSnapshot
 
 SNAPSHOT_EVENTS = 20
 
@@ -35,7 +35,8 @@ def own_health(record: TaskRecord, health: Health) -> Health | None:
     return record.own if record.own is not None and record.own != health else None
 
 
-def build(record: TaskRecord, health: Health, parent: str | None, note: str | None) -> TaskSnapshot:
+def build(record: TaskRecord, health: Health, parent: str | None, note: str | None,
+          ack: Acknowledged | None = None) -> TaskSnapshot:
     spec, fields, act = record.spec, record.fields, record.activity
     obs_life = last_sign_of_life(record.obs)[0] if record.obs else None
     name = fields.get("name") if isinstance(fields.get("name"), str) else None
@@ -69,6 +70,8 @@ def build(record: TaskRecord, health: Health, parent: str | None, note: str | No
         recent=tuple(act.recent)[-SNAPSHOT_EVENTS:],
         proc=record.proc,
         note=note,
+        # An acknowledgement holds for the badge it was given for, not for the next one.
+        ack=ack if ack is not None and ack.badge == health.badge.value else None,
         warnings=tuple(task_warnings(record)),
         cwd=cwd or act.cwd or (spec.path if spec.source == "worktree" else None),
         command=argv,

@@ -64,7 +64,7 @@ class Notifier:
         notify: Notify,
         sinks: list[Sink],
         report: Callable[[str], None] = _stderr,
-        acknowledged: Callable[[TaskSnapshot], bool] = lambda s: False,
+        acknowledged: Callable[[TaskSnapshot], bool] = lambda s: s.ack is not None,
     ) -> None:
         self.policy = Policy(Rules(frozenset(notify.on), notify.hold, notify.coalesce,
                                    notify.min_interval))

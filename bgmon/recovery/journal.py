@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from bgmon.model import Acknowledged
 from bgmon.recovery.proposal import Proposal, now_iso
 from bgmon.recovery.records import (
     APPROVED,
@@ -179,6 +180,10 @@ class Journal:
     def acks(self) -> dict[str, Ack]:
         """Task key → its latest acknowledgement (a record without a badge clears it)."""
         return self.index.acks()
+
+    def acknowledged(self) -> dict[str, Acknowledged]:
+        """The acknowledgements as the engine applies them to snapshots."""
+        return {task: Acknowledged(a.badge, a.note, a.at) for task, a in self.acks().items()}
 
     # --- the summary -----------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bgmon.model import Badge, TaskSnapshot
+from bgmon.model import Acknowledged, Badge, TaskSnapshot
 from bgmon.recovery import rules
 from bgmon.recovery.actions import ActionResult, Executor, TaskBusy, live_effect, task_lock
 from bgmon.recovery.journal import (
@@ -293,6 +293,19 @@ class RecoveryService:
     def marks(self) -> dict[str, str]:
         """Task key → its latest mark note (for the tree)."""
         return self.journal.marks()
+
+    def acks(self) -> dict[str, Acknowledged]:
+        """Task key → a person's acknowledgement of its badge (`bgmon ack`, the TUI's `c`)."""
+        return self.journal.acknowledged()
+
+    def acknowledge(self, snapshot: TaskSnapshot, note: str | None = None) -> None:
+        """A person has seen this task's badge: it stops counting until the badge changes."""
+        note = redact(" ".join(note.split()))[:300] if note and note.strip() else None
+        self.journal.record_ack(snapshot.key, snapshot.id, snapshot.health.badge.value, note)
+
+    def clear_ack(self, task: str, task_id: str | None) -> None:
+        """The task changed since it was acknowledged: the acknowledgement is spent."""
+        self.journal.record_ack(task, task_id, None)
 
     def set_mark(
         self, task: str, task_id: str, note: str, *, proposal: str | None = None

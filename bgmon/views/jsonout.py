@@ -15,7 +15,7 @@ import orjson
 
 from bgmon import __version__
 from bgmon.engine import Change
-from bgmon.model import Badge, Health, Progress, Reason, TaskSnapshot
+from bgmon.model import Acknowledged, Badge, Health, Progress, Reason, TaskSnapshot
 from bgmon.printable import json_printable
 from bgmon.timefmt import iso, parse_time
 
@@ -44,6 +44,8 @@ def task_json(s: TaskSnapshot) -> dict[str, Any]:
         "pid": s.pid,
         "path": s.path,
         "note": s.note,
+        "acknowledged": {"badge": s.ack.badge, "note": s.ack.note, "at": iso(s.ack.at)}
+        if s.ack is not None else None,
         "warnings": list(s.warnings),
         "host": s.host,
     }
@@ -145,6 +147,10 @@ def task_from_json(obj: object, host: str) -> TaskSnapshot | None:
         progress = Progress(p["done"], p["total"])
     inner = _opt_str(obj.get("host"))
     where = f"{host}/{inner}" if inner else host
+    seen = obj.get("acknowledged")
+    ack = None
+    if isinstance(seen, dict) and seen.get("badge") == badge.value:
+        ack = Acknowledged(badge.value, _opt_str(seen.get("note")), parse_time(seen.get("at")))
     parent = _opt_str(obj.get("parent"))
     pid = obj.get("pid")
     key = obj["key"]
@@ -164,6 +170,7 @@ def task_from_json(obj: object, host: str) -> TaskSnapshot | None:
         pid=pid if type(pid) is int else None,
         path=_str(obj.get("path")),
         note=_opt_str(obj.get("note")),
+        ack=ack,
         warnings=tuple(w for w in warnings if isinstance(w, str)) if isinstance(warnings, list) else (),
         host=where,
     )

@@ -78,4 +78,4 @@ def counts(snaps: Iterable[TaskSnapshot]) -> dict[Badge, int]:
 
 
 def has_faults(snaps: Iterable[TaskSnapshot]) -> bool:
-    return any(s.health.badge.is_fault for s in snaps)
+    return any(s.needs_attention for s in snaps)

@@ -48,6 +48,13 @@ def last_life(s: TaskSnapshot, now: float | None) -> str:
     return f"{clock(s.last_activity)}, {ago(now - s.last_activity)} ago"
 
 
+def ack_words(s: TaskSnapshot, limit: int = 60) -> str:
+    """`acknowledged: looking into it` for a task a person acknowledged, else ''."""
+    if s.ack is None:
+        return ""
+    return "acknowledged" + (f": {one_line(s.ack.note, limit)}" if s.ack.note else "")
+
+
 def task_line(s: TaskSnapshot, depth: int = 0, now: float | None = None) -> Text:
     line = Text("  " * depth)
     line.append(f"[{last_life(s, now)}] ", style="dim")
@@ -65,6 +72,8 @@ def task_line(s: TaskSnapshot, depth: int = 0, now: float | None = None) -> Text
     line.append(": " + ", ".join(details) if details else "")
     line.append(" | ")
     line.append_text(badge_text(s))
+    if s.ack is not None:
+        line.append(f" ({ack_words(s)})", style="dim")
     return line
 
 
@@ -95,6 +104,8 @@ def render(
     if snaps:
         c = counts(snaps)
         parts = [f"{n} {b.value}" for b, n in c.items() if n]
+        if seen := sum(1 for s in snaps if s.ack is not None):
+            parts.append(f"{seen} of them acknowledged")
         console.print(Text(f"{len(snaps)} task(s): " + ", ".join(parts), style="dim"))
     if warnings:
         console.print(Text(f"⚠ {len(warnings)} warning(s) while reading:", style="yellow"))

@@ -53,6 +53,7 @@ class BgmonApp(App[int]):
         Binding("r", "recover", "Recover"),
         Binding("a", "approve", "Approve"),
         Binding("x", "reject", "Reject"),
+        Binding("c", "acknowledge", "Ack"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
         Binding("escape", "back", "Close / clear", show=False),
@@ -386,6 +387,31 @@ class BgmonApp(App[int]):
         if self._recovery_ready():
             self.panel.reject()
 
+    def action_acknowledge(self) -> None:
+        """`c`: the selected task's fault is seen; it stops counting (header, exit status,
+        notifications) until its badge changes. Written in a worker: the store fsyncs."""
+        snap = self.sync.snaps.get(self.selected or "")
+        if snap is None or not snap.health.badge.is_fault or snap.ack is not None:
+            self.notify("Select a struggling, stuck or failed task that is not acknowledged yet.")
+            return
+        if self.recovery is None:
+            self.notify(f"Cannot acknowledge: {self.recovery_error or 'no journal'}.",
+                        severity="warning", markup=False)
+            return
+        service = self.recovery
+
+        def write() -> None:
+            try:
+                service.acknowledge(snap)
+            except OSError as exc:
+                self.call_from_thread(self.notify, f"Not acknowledged: {exc}", severity="error",
+                                      markup=False)
+                return
+            self.call_from_thread(self.notify, f"{snap.name}: {snap.health.badge.value}, "
+                                  "acknowledged until its badge changes.", markup=False)
+
+        self.run_worker(write, name="ack", thread=True, exit_on_error=False)
+
     @on(RecoveryPanel.Decided)
     def _decided(self, msg: RecoveryPanel.Decided) -> None:
         outcome = msg.outcome
@@ -431,6 +457,8 @@ class BgmonApp(App[int]):
                             self.action_approve)
         yield SystemCommand("Recovery: reject", "Reject the proposal, with an optional reason  (key: x)",
                             self.action_reject)
+        yield SystemCommand("Acknowledge the fault", "It stops counting until its badge changes  (key: c)",
+                            self.action_acknowledge)
         yield SystemCommand("Recovery: close the panel", "Cancel a request and close the panel  (key: esc)",
                             self.action_back)
         yield SystemCommand("Expand all", "Open every group and task", self.action_expand_all)

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from bgmon.model import Event, EventKind, ProcFacts, TaskSnapshot
-from bgmon.views.text import STYLES
+from bgmon.views.text import STYLES, ack_words
 from bgmon.views.tui.fmt import age, field_grid, heading, one_line, short_path
 from bgmon.views.tui.tree import BY_SEVERITY, GroupRow
 
@@ -84,6 +84,9 @@ def render_task(s: TaskSnapshot, now: float, recovery: RenderableType | None = N
         rows.append(("step", one_line(s.step, 300)))
     if s.note:
         rows.append(("note", Text(s.note, style="bold yellow")))
+    if s.ack is not None:
+        when = f"{age(now, s.ack.at)} ago" if s.ack.at else ""
+        rows.append(("ack", Text(f"{ack_words(s, 200)} {when}".rstrip(), style="dim")))
     parts.append(field_grid(rows))
     parts.append(heading("Why"))
     if not s.health.reasons:

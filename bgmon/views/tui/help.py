@@ -22,6 +22,7 @@ KEYS = (
     ("r", "recovery: diagnose the selected task, propose a fix (side panel)"),
     ("a", "approve: a prompt repeats the exact effect; y runs it, n/esc go back"),
     ("x", "reject the proposal, with an optional one-line reason"),
+    ("c", "acknowledge the selected fault: it stops counting until its badge changes"),
     ("esc", "close the recovery panel (cancels a request), or clear the filter"),
     ("?", "this help"),
     ("ctrl+p", "command palette (every action above is there too)"),

@@ -73,6 +73,10 @@ def task_label(s: TaskSnapshot, now: float, width: int, name_w: int = NAME_W) ->
     line.append(f" {age(now, s.last_activity):>5}", style="dim")
     line.append(f" {str(s.progress) if s.progress else '':>{PROGRESS_W}}", style="cyan")
     room = width - line.cell_len - 2
+    if s.ack is not None and room > 8:  # a person has seen this fault: say so before the rest
+        ack = "acknowledged" if room > 20 else "ack"
+        line.append(f"  {ack}", style="dim italic")
+        room -= len(ack) + 2
     if s.note and room > 6:  # bgmon's own mark (recovery), before the step: people set it
         note = one_line(s.note, min(room - 4, 32))
         line.append(f"  {MARK} {note}", style="bold yellow")
