@@ -79,6 +79,17 @@ def spawn(argv: list[str], **kw: Any) -> subprocess.Popen:
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kw)
 
 
+@contextlib.contextmanager
+def running(argv: list[str]):
+    """A real process for the length of a `with`, killed and reaped after."""
+    proc = spawn(argv)
+    try:
+        yield proc
+    finally:
+        cleanup(proc.pid)
+        proc.wait(5)
+
+
 def cleanup(*pids: int | None) -> None:
     for pid in pids:
         if pid:

@@ -3,8 +3,8 @@
 A proposal can be minutes old when it is approved: the process may have exited, been restarted,
 or its pid reused. So every argument is checked again right before it takes effect: the live
 task still has that pid, the pid is not init's or the kernel's (≤ 1), the process is alive,
-started neither after the proposal was made nor after the task itself started (`startedAt`, else
-`timestamp`, in its status.json), belongs to the user who owns the task's status.json (the
+started neither after the proposal was made nor after the pid was recorded (`startedAt`, else
+the last write of its status.json), belongs to the user who owns the task's status.json (the
 current user for a task without one), and the directory exists. Nothing here runs a shell.
 """
 
@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from typing import Any
 import psutil
 
 from bgmon import procs
+from bgmon.clip import clip
 from bgmon.model import TaskSnapshot
 from bgmon.recovery.proposal import (
     RUN_LOG,
@@ -42,6 +44,7 @@ from bgmon.recovery.proposal import (
     now_iso,
 )
 from bgmon.recovery.redact import has_marker, redact
+from bgmon.recovery.validate import protected_pid
 from bgmon.recovery.validate import status_file as task_status_file
 from bgmon.timefmt import iso, parse_time
 
@@ -113,12 +116,11 @@ def _tail(text: str | bytes | None) -> str:
 
 
 def _refuse_low_pid(pid: int) -> None:
-    """Init (1), the kernel (0) and negative pids (process groups, every process) are never a
-    task's process, whatever a status.json or a stored proposal says."""
-    if pid <= 1:
-        raise ActionError(
-            f"pid {pid} is not a task's process (0 and 1 are the kernel and init); refused"
-        )
+    """Init (1), the kernel (0), negative pids (process groups, every process), bgmon itself and
+    its ancestors are never a task's process, whatever a status.json or a stored proposal says."""
+    why = protected_pid(pid)
+    if why is not None:
+        raise ActionError(f"{why}; refused")
 
 
 def _check_owner(pid: int, live: TaskSnapshot | None) -> None:
@@ -134,14 +136,23 @@ def _check_owner(pid: int, live: TaskSnapshot | None) -> None:
         )
 
 
-def task_started(live: TaskSnapshot | None) -> float | None:
-    """When the task's current run started by its status.json: `startedAt`, else `timestamp`."""
+def pid_recorded(live: TaskSnapshot | None) -> tuple[float, str] | None:
+    """(when, what says so): a time by which the task's pid had been recorded, so its process
+    must have started by then. `startedAt` in its status.json (written with the pid: by bgmon's
+    restart, by `bgmon run`), else the status file's last write (the pid was in the file by
+    then). Never `timestamp`: that is when the task was created, and a queued task, or one an
+    orchestrator restarted, starts its process long after."""
     if live is None:
         return None
-    for name in ("startedAt", "timestamp"):
-        ts = parse_time(live.fields.get(name))
-        if ts is not None:
-            return ts
+    started = parse_time(live.fields.get("startedAt"))
+    if started is not None:
+        return started, "the task's run started"
+    sfile = task_status_file(live)
+    if sfile is not None:
+        try:
+            return os.stat(sfile).st_mtime, f"{sfile} recorded it"
+        except OSError:
+            pass
     return None
 
 
@@ -193,11 +204,11 @@ def _find(pid: int, since: float, live: TaskSnapshot | None = None) -> psutil.Pr
         raise ActionError(
             f"pid {pid} now belongs to a process started after the proposal (pid reused); refused"
         )
-    task_start = task_started(live)
-    if task_start is not None and started > task_start + PID_TOLERANCE:
+    recorded = pid_recorded(live)
+    if recorded is not None and started > recorded[0] + PID_TOLERANCE:
         raise ActionError(
-            f"pid {pid} belongs to a process started at {iso(started)}, after the task's run "
-            f"started at {iso(task_start)}: the pid was reused by another program; refused"
+            f"pid {pid} belongs to a process started at {iso(started)}, after {recorded[1]} "
+            f"at {iso(recorded[0])}: the pid was reused by another program; refused"
         )
     _check_uid(proc, live)
     return proc
@@ -282,7 +293,12 @@ def supervised_argv(a: Restart) -> list[str]:
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             argv += [flag, f"{value:g}s"]
     if recorded.get("autoRecover") is True:
-        argv.append("--auto-recover")
+        # Only a task bgmon run opted in keeps its opt-in: approving one restart of a task whose
+        # status.json merely says autoRecover (a cloned file) must not opt it in.
+        from bgmon.recovery.auto import opt_in_record
+
+        if opt_in_record(a.status_file) is not None:
+            argv.append("--auto-recover")
     return [*argv, "--", *a.argv]
 
 
@@ -301,19 +317,42 @@ def wait_supervised(status_file: str, supervisor: int, timeout: float = 5.0) -> 
     return False
 
 
+def describe_process(pid: int) -> str:
+    """`pid 4242 is python3 (python3 -m pytest -x), user me, started 2026-12-03 07:20:01`:
+    which process an approval would act on, so a person sees more than a number."""
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            name, cmdline = proc.name(), proc.cmdline()
+            user, started = proc.username(), proc.create_time()
+    except psutil.NoSuchProcess:
+        return f"pid {pid} is not running now"
+    except psutil.Error:
+        return f"pid {pid} cannot be inspected (no permission)"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+    line = clip(shlex.join(cmdline), 300) if cmdline else "no command line"
+    return f"pid {pid} is {name} ({line}), user {user}, started {when}"
+
+
 def live_effect(action: Action) -> str:
-    """The action's effect against the live process tree (children counted now), for the
-    confirmation prompt; the stored description when the process cannot be inspected."""
+    """The action's effect against the live process tree (children counted now) and which
+    process that is, for the confirmation prompt; the stored description when the process
+    cannot be inspected."""
     pid = getattr(action, "pid", None)
-    if isinstance(pid, int) and pid <= 1:
-        return action.describe() + f" (refused when run: pid {pid} is never a task's process)"
-    if isinstance(action, Kill | Restart) and pid is not None:
+    if isinstance(pid, int):
+        why = protected_pid(pid)
+        if why is not None:
+            return action.describe() + f" (refused when run: {why})"
+    if pid is None:
+        return action.describe()
+    text = action.describe()
+    if isinstance(action, Kill | Restart):
         try:
             children = len(psutil.Process(pid).children(recursive=True))
         except psutil.Error:
             return action.describe() + f" (pid {pid} is not running now)"
-        return replace(action, children=children).describe()
-    return action.describe()
+        text = replace(action, children=children).describe()
+    return f"{text}; {describe_process(pid)}"
 
 
 class Executor:

@@ -153,20 +153,29 @@ def grant_auto_recover(status_path: str | os.PathLike[str], command: list[str] |
     return path
 
 
-def opt_in_problem(snapshot: TaskSnapshot, path: str) -> str | None:
-    """None if bgmon run's record opts this task in for the command it has now, else why not."""
-    how = "start it with `bgmon run --auto-recover` to opt it in"
-    record_path = _opt_in_file(path)
+def opt_in_record(status_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """bgmon run's opt-in record for this status file, if there is one this user wrote."""
+    record_path = _opt_in_file(status_path)
     try:
         st = os.lstat(record_path)
         record = orjson.loads(record_path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
-        return f"autoRecover in {path} was not set by bgmon run --auto-recover for this user; {how}"
+        return None
     if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid()
-            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or not isinstance(record, dict)):
-        return f"bgmon's opt-in record {record_path} is not this user's own file"
+            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or not isinstance(record, dict)
+            or record.get("status") != os.path.realpath(status_path)):
+        return None
+    return record
+
+
+def opt_in_problem(snapshot: TaskSnapshot, path: str) -> str | None:
+    """None if bgmon run's record opts this task in for the command it has now, else why not."""
+    how = "start it with `bgmon run --auto-recover` to opt it in"
+    record = opt_in_record(path)
+    if record is None:
+        return f"autoRecover in {path} was not set by bgmon run --auto-recover for this user; {how}"
     command = list(snapshot.command) if snapshot.command else None
-    if record.get("status") != os.path.realpath(path) or record.get("command") != command:
+    if record.get("command") != command:
         return (f"{path} now names another command than bgmon run --auto-recover started "
                 f"({record.get('command')!r}); {how}")
     if record.get("cwd") != snapshot.cwd and record.get("cwd") is not None:

@@ -30,7 +30,36 @@ MAX_NOTE = 200
 MAX_ACTIONS = 5
 
 # Programs whose effect is destructive enough that the description says so in front.
-_DESTRUCTIVE = frozenset({"rm", "rmdir", "dd", "mkfs", "shred", "truncate", "shutdown", "reboot"})
+_DESTRUCTIVE = frozenset({
+    "rm", "rmdir", "unlink", "dd", "mkfs", "shred", "truncate", "wipefs", "fdisk", "parted",
+    "shutdown", "reboot", "halt", "poweroff", "kill", "pkill", "killall", "srm",
+})
+# git subcommands (with the options that make them so) that throw work away.
+_GIT_DESTRUCTIVE = {
+    "clean": (), "reset": ("--hard", "--merge", "--keep"), "checkout": ("--", ".", "-f", "--force"),
+    "restore": (), "push": ("--force", "-f", "--force-with-lease", "--delete", "-d"),
+    "branch": ("-D", "--delete", "-d"), "stash": ("drop", "clear"), "rm": (),
+    "filter-branch": (), "gc": ("--prune=now",), "reflog": ("expire", "delete"),
+}
+
+
+def destructive(argv: tuple[str, ...]) -> bool:
+    """Whether running `argv` deletes or overwrites work: rm and kin, `find … -delete`,
+    `git clean`/`reset --hard`/`push --force`…, `rsync --delete`."""
+    name = os.path.basename(argv[0]).rstrip("0123456789.") if argv else ""
+    if name in _DESTRUCTIVE or name.startswith("mkfs"):
+        return True
+    rest = argv[1:]
+    if name == "find":
+        return any(w in ("-delete", "-exec", "-execdir", "-ok", "-okdir") for w in rest)
+    if name == "rsync":
+        return any(w.startswith("--delete") or w == "--remove-source-files" for w in rest)
+    if name == "git":
+        sub = next((w for w in rest if not w.startswith("-")), None)
+        if sub in _GIT_DESTRUCTIVE:
+            flags = _GIT_DESTRUCTIVE[sub]
+            return not flags or any(w in flags or w.startswith("--force") for w in rest)
+    return False
 
 
 def _secs(value: float) -> str:
@@ -145,7 +174,7 @@ class Run:
 
     def describe(self) -> str:
         text = f"run {_argv(self.argv)} in {self.cwd} (timeout {_secs(self.timeout)})"
-        if os.path.basename(self.argv[0]) in _DESTRUCTIVE:
+        if destructive(self.argv):
             text = "DESTRUCTIVE: " + text
         return text
 

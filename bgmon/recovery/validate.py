@@ -13,6 +13,8 @@ import signal as _signal
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bgmon.clip import flat
 from bgmon.model import TaskSnapshot
 from bgmon.recovery.proposal import (
@@ -33,12 +35,90 @@ from bgmon.recovery.proposal import (
 )
 from bgmon.recovery.redact import has_marker
 
-# Programs that would turn an argv back into a shell command line.
-_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "fish", "csh", "tcsh", "busybox"})
+# Programs that run a command line (a shell, or a shell on another host or as another user).
+_SHELLS = frozenset({
+    "sh", "bash", "rbash", "zsh", "dash", "ksh", "mksh", "pdksh", "yash", "ash", "fish", "csh",
+    "tcsh", "busybox", "toybox", "pwsh", "powershell", "nu", "xonsh", "elvish", "rc", "es",
+    "su", "sudo", "doas", "runuser", "ssh", "rsh", "script", "screen", "tmux", "watch", "eval",
+    "awk", "gawk", "mawk", "nawk",  # an inline program that may call system()
+})
+# Programs that run their arguments as another program: the words after them are checked too.
+_WRAPPERS = frozenset({
+    "env", "timeout", "nice", "nohup", "setsid", "stdbuf", "time", "ionice", "chrt", "taskset",
+    "unbuffer", "flock", "xargs", "strace", "ltrace", "firejail", "chroot", "systemd-run",
+    "caffeinate", "nsenter", "unshare", "prlimit", "sg", "numactl", "cgexec", "exec", "command",
+    "find", "parallel", "gdb", "valgrind", "catchsegv", "faketime", "torsocks", "proxychains",
+})
+# Interpreters that take a program inline (`python -c`, `perl -e`, `node --eval`).
+_INTERPRETERS = frozenset({
+    "python", "pypy", "perl", "ruby", "node", "nodejs", "deno", "bun", "php", "lua", "luajit",
+    "rscript", "r", "julia", "osascript", "tclsh", "wish", "expect", "jshell", "groovy",
+})
+_INLINE_FLAGS = frozenset({"--eval", "--command", "--exec", "--print", "--execute", "-r"})
+
+
+def program_name(word: str) -> str:
+    """`/usr/bin/python3.11` → `python`: the basename, lower case, version suffix dropped."""
+    return os.path.basename(word).lower().rstrip("0123456789.-") or os.path.basename(word)
+
+
+def _inline_code(argv: tuple[str, ...]) -> bool:
+    """An interpreter given its program on the command line (-c, -e, -Bc, --eval …)."""
+    for word in argv[1:]:
+        if word == "--":
+            return False
+        if word in _INLINE_FLAGS or word.startswith(("--eval=", "--command=")):
+            return True
+        if word.startswith("-") and not word.startswith("--") and ("c" in word or "e" in word):
+            return True
+        if not word.startswith("-"):
+            return False  # a script file: the interpreter reads it, not an inline program
+    return False
+
+
+def shell_problem(argv: tuple[str, ...], *, inline: bool) -> str | None:
+    """Why `argv` would run a command line instead of one program, or None. `inline`: also
+    refuse an interpreter given its program on the command line (a model must not write code
+    for bgmon to run; a task's own recorded command may be `python -c …`)."""
+    def problem(i: int) -> str | None:
+        word = argv[i]
+        name = program_name(word)
+        if name in _SHELLS:
+            return f"starts a shell ({os.path.basename(word)}); only a direct program is allowed"
+        if inline and name in _INTERPRETERS and _inline_code(argv[i:]):
+            return (f"gives {os.path.basename(word)} a program as code on the command line; "
+                    "only a direct program is allowed")
+        return None
+
+    first = problem(0)
+    if first is not None or program_name(argv[0]) not in _WRAPPERS:
+        return first
+    # A wrapper runs one of its later words as a program (`timeout 5 sh -c …`): check them all.
+    for i in range(1, len(argv)):
+        found = problem(i)
+        if found is not None:
+            return found
+    return None
 
 
 class InvalidAction(ValueError):
     """Why an action dict was refused; the message is shown to the person."""
+
+
+def protected_pid(pid: int) -> str | None:
+    """Why `pid` may never be a recovery target, or None: the kernel and init (≤ 1), bgmon
+    itself and every process above it (its shell, terminal, tmux, the TUI's parent …)."""
+    if pid <= 1:
+        return f"pid {pid} is not a task's process (0 and 1 are the kernel and init)"
+    if pid == os.getpid():
+        return f"pid {pid} is bgmon itself"
+    try:
+        above = {p.pid for p in psutil.Process().parents()}
+    except psutil.Error:
+        above = {os.getppid()}
+    if pid in above:
+        return f"pid {pid} is a parent of bgmon (the shell or terminal it runs in)"
+    return None
 
 
 # --- validation of untrusted action dicts -----------------------------------------------------
@@ -81,6 +161,9 @@ def _pid(raw: dict, snapshot: TaskSnapshot | None, *, required: bool = True) -> 
         return value
     if value <= 1:
         raise InvalidAction(f"pid must be a process id, not {value!r} (init or the kernel)")
+    why = protected_pid(value)
+    if why is not None:
+        raise InvalidAction(f"{why}; refused")
     if snapshot is not None:
         if snapshot.pid is None:
             raise InvalidAction(f"pid {value} is not this task's: the task has no known process")
@@ -89,7 +172,7 @@ def _pid(raw: dict, snapshot: TaskSnapshot | None, *, required: bool = True) -> 
     return value
 
 
-def _argv_list(value: object, what: str) -> tuple[str, ...]:
+def _argv_list(value: object, what: str, inline: bool = True) -> tuple[str, ...]:
     if isinstance(value, str):
         raise InvalidAction(
             f"{what} is a shell string ({value!r}), not an argv list; bgmon never runs a shell"
@@ -106,9 +189,9 @@ def _argv_list(value: object, what: str) -> tuple[str, ...]:
             f"{what} {list(argv)!r} is one string with spaces, a shell command line; "
             "give the program and each argument as separate words"
         )
-    program = os.path.basename(argv[0])
-    if program in _SHELLS or (program == "env" and any(os.path.basename(a) in _SHELLS for a in argv)):
-        raise InvalidAction(f"{what} starts a shell ({program}); only a direct program is allowed")
+    problem = shell_problem(argv, inline=inline)
+    if problem is not None:
+        raise InvalidAction(f"{what} {problem}")
     return argv
 
 
@@ -158,6 +241,35 @@ def _run_cwd(raw: dict, snapshot: TaskSnapshot | None) -> str:
     if cwd != os.path.normpath(base) and not cwd.startswith(os.path.normpath(base) + os.sep):
         raise InvalidAction(f"cwd {value} is outside the task's directory {base}")
     return cwd
+
+
+def _inside(path: str, base: str) -> bool:
+    real, root = os.path.realpath(path), os.path.realpath(base)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _path_like(word: str) -> bool:
+    return word.startswith(("/", "~")) or word == ".." or word.startswith("../") or "/.." in word
+
+
+def _confine_args(argv: tuple[str, ...], cwd: str, base: str) -> None:
+    """Every argument that names a path (`/x`, `~/x`, `../x`, `--out=/x`, a symlink) must stay
+    in the task's directory: a model must not point a program at files elsewhere. The program
+    itself may be absolute (`/usr/bin/make`); `/dev/null` is always fine."""
+    for word in argv[1:]:
+        candidates = [word]
+        if word.startswith("-") and "=" in word:
+            candidates = [word.split("=", 1)[1]]
+        for cand in candidates:
+            if cand == "/dev/null" or not cand:
+                continue
+            full = os.path.join(cwd, os.path.expanduser(cand))
+            symlink = not _path_like(cand) and os.path.islink(full)
+            if (_path_like(cand) or symlink) and not _inside(full, base):
+                raise InvalidAction(
+                    f"argument {word!r} points outside the task's directory {base}; "
+                    "run works only on the task's own files"
+                )
 
 
 def _alive(snapshot: TaskSnapshot | None) -> bool:
@@ -214,10 +326,8 @@ def validate_action(raw: object, snapshot: TaskSnapshot | None = None) -> Action
                     f"restart only runs the task's recorded command {list(argv)!r}, not {given!r}; "
                     "use `run` for another command"
                 )
-            if any("\0" in a for a in argv) or not argv[0]:
-                raise InvalidAction(
-                    f"the recorded command {list(argv)!r} has an empty program or a NUL byte"
-                )
+            # The same check the journal's reader applies: what is proposed can be approved.
+            _argv_list(list(argv), f"the recorded command {list(argv)!r}", inline=False)
             if any(has_marker(a) for a in argv):
                 raise InvalidAction(
                     "the recorded command had a secret in it, stored as [REDACTED…]: it cannot be "
@@ -234,7 +344,7 @@ def validate_action(raw: object, snapshot: TaskSnapshot | None = None) -> Action
             children = _children(snapshot, pid)
             under_run = supervised(snapshot)
         else:
-            argv = _argv_list(raw.get("argv"), "argv")
+            argv = _argv_list(raw.get("argv"), "argv", inline=False)
             cwd = raw.get("cwd")
             if not isinstance(cwd, str) or not os.path.isabs(cwd):
                 raise InvalidAction(f"cwd must be an absolute path, not {cwd!r}")
@@ -270,9 +380,13 @@ def validate_action(raw: object, snapshot: TaskSnapshot | None = None) -> Action
 
     if kind == "run":
         argv = _argv_list(raw.get("argv", raw.get("command")), "argv")
+        cwd = _run_cwd(raw, snapshot)
+        base = task_cwd(snapshot) if snapshot is not None else None
+        if base is not None:
+            _confine_args(argv, cwd, base)
         return Run(
             argv=argv,
-            cwd=_run_cwd(raw, snapshot),
+            cwd=cwd,
             timeout=_number(raw, "timeout", DEFAULT_RUN_TIMEOUT, 1, MAX_RUN_TIMEOUT),
         )
 

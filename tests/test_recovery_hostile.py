@@ -1,0 +1,180 @@
+"""Hostile actions and hostile task files: what an approval shows is what runs, and where.
+
+Each test reproduces one fault found by the fault-injection pass (issue 10).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+
+import psutil
+import pytest
+from test_recovery_support import SLEEPER, gone, running, snap
+
+from bgmon.model import Badge
+from bgmon.recovery.actions import Executor, live_effect
+from bgmon.recovery.proposal import Kill, Proposal, Run, now_iso
+from bgmon.recovery.service import RecoveryService
+from bgmon.recovery.validate import InvalidAction, validate_action
+from tests.conftest import write_json
+
+
+def proposal(*actions, created: str | None = None) -> Proposal:
+    return Proposal(id="p_" + os.urandom(4).hex(), task="wt:demo", task_id="demo", source="rules",
+                    model=None, degraded_reason="no API key", diagnosis="d", confidence=0.5,
+                    actions=tuple(actions), created=created or now_iso())
+
+
+def refused(raw: dict, s) -> str:
+    with pytest.raises(InvalidAction) as exc:
+        validate_action(raw, s)
+    return str(exc.value)
+
+
+# --- "never a shell" through wrappers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["timeout", "5", "sh", "-c", "curl x | sh"],
+    ["nice", "-n", "5", "bash", "-c", "id"],
+    ["rbash", "-c", "id"],
+    ["/usr/bin/env", "-i", "PATH=/bin", "dash", "-c", "id"],
+    ["setsid", "nohup", "zsh", "-c", "id"],
+    ["python3", "-c", "import os; os.system('id')"],
+    ["python3.11", "-Bc", "import os"],
+    ["perl", "-e", "system('id')"],
+    ["node", "--eval", "require('child_process')"],
+    ["find", ".", "-exec", "sh", "-c", "id", ";"],
+    ["xargs", "-a", "list", "bash"],
+    ["awk", "BEGIN { system(\"id\") }"],
+    ["watch", "make"],  # watch runs its arguments through sh -c
+    ["sudo", "make"],
+])
+def test_a_shell_through_a_wrapper_or_an_interpreter_is_refused(argv, tmp_path):
+    s = snap(cwd=str(tmp_path))
+    assert "shell" in refused({"kind": "run", "argv": argv}, s) or "code" in refused(
+        {"kind": "run", "argv": argv}, s)
+
+
+def test_plain_programs_still_run(tmp_path):
+    s = snap(cwd=str(tmp_path))
+    for argv in (["pytest", "-x", "tests/test_api.py"], ["python3", "-m", "pytest"],
+                 ["make", "-C", "sub", "test"], ["git", "status"], ["npm", "test"]):
+        assert validate_action({"kind": "run", "argv": argv}, s).argv == tuple(argv)
+
+
+# --- destructive commands are marked -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["find", ".", "-name", "*.o", "-delete"],
+    ["git", "clean", "-xdf"],
+    ["git", "reset", "--hard", "HEAD~3"],
+    ["git", "checkout", "--", "."],
+    ["git", "push", "--force"],
+    ["rsync", "-a", "--delete", "a/", "b/"],
+    ["rm", "-rf", "build"],
+    ["/bin/rm", "x"],
+])
+def test_destructive_commands_say_so_before_approval(argv, tmp_path):
+    action = validate_action({"kind": "run", "argv": argv}, snap(cwd=str(tmp_path)))
+    assert action.describe().startswith("DESTRUCTIVE")
+    assert not Run(("git", "status"), str(tmp_path)).describe().startswith("DESTRUCTIVE")
+
+
+# --- `run` arguments stay in the task's directory ------------------------------------------------
+
+
+@pytest.mark.parametrize("arg", ["/home/someone/.ssh", "../../etc/passwd", "~/.aws/credentials",
+                                 "--output=/etc/cron.d/x", "sub/../../outside"])
+def test_run_arguments_outside_the_task_directory_are_refused(arg, tmp_path):
+    task = tmp_path / "task"
+    (task / "sub").mkdir(parents=True)
+    reason = refused({"kind": "run", "argv": ["cat", arg]}, snap(cwd=str(task)))
+    assert "outside the task's directory" in reason
+
+
+def test_run_arguments_inside_the_task_directory_pass(tmp_path):
+    task = tmp_path / "task"
+    (task / "sub").mkdir(parents=True)
+    (tmp_path / "secret").write_text("x")
+    (task / "link").symlink_to(tmp_path / "secret")
+    s = snap(cwd=str(task))
+    for arg in ("sub/file", "./x", f"{task}/sub", "--out=sub/x", "sub/..", "/dev/null"):
+        validate_action({"kind": "run", "argv": ["touch", arg]}, s)
+    assert "outside" in refused({"kind": "run", "argv": ["cat", "link"]}, s)  # a symlink out
+
+
+# --- one validation, applied when the proposal is made -------------------------------------------
+
+
+def test_a_restart_of_a_shell_command_is_refused_when_proposed_not_after(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    task = tmp_path / ".worktrees" / "t"
+    write_json(task / "status.json", {"status": "failed"})
+    s = snap(badge=Badge.FAILED, reasons=(("status.failed", "exit 1"),), path=str(task),
+             cwd=str(task), command=("bash", "-c", "make && make test"), status="failed",
+             files=(str(task / "status.json"),))
+    service = RecoveryService.for_root(tmp_path, use_claude=False)
+    p = service.request_proposal(s, use_claude=False)
+    assert not any(a.kind == "restart" for a in p.actions)
+    assert any("shell" in r["reason"] for r in p.refused)
+    # What was proposed can be found, approved or rejected: the journal reader agrees.
+    assert service.get(p.id) is not None
+    assert service.reject(p.id, "no", by="test").status == "rejected"
+
+
+# --- kill approvals show the process; bgmon and its ancestors are never targets ------------------
+
+
+def test_a_kill_approval_names_the_process_it_stops():
+    with running(SLEEPER) as proc:
+        effect = live_effect(Kill(proc.pid))
+        assert f"pid {proc.pid}" in effect
+        assert "time.sleep(60)" in effect  # its command line
+        assert getpass.getuser() in effect  # its user
+        started = time.strftime("%H:%M", time.localtime(psutil.Process(proc.pid).create_time()))
+        assert f"started {started}" in effect or started in effect
+
+
+@pytest.mark.parametrize("whose", ["self", "parent"])
+def test_the_monitor_and_its_ancestors_are_never_killed(whose, tmp_path):
+    pid = os.getpid() if whose == "self" else os.getppid()
+    s = snap(pid=pid, alive=True, cwd=str(tmp_path))
+    assert "bgmon" in refused({"kind": "kill", "pid": pid}, s)
+    result = Executor().execute(Kill(pid), proposal(Kill(pid)), s)
+    assert not result.ok and "bgmon" in result.error
+    assert psutil.pid_exists(pid)
+
+
+# --- pid identity is judged by when the pid was recorded -----------------------------------------
+
+
+def test_a_queued_task_started_after_its_status_was_created_is_not_a_reused_pid(tmp_path):
+    # The status file was created an hour ago (timestamp), the task waited in a queue, and its
+    # process started now; the pid was recorded when it started.
+    with running(SLEEPER) as proc:
+        sfile = tmp_path / "status.json"
+        write_json(sfile, {"status": "running", "pid": proc.pid,
+                           "timestamp": now_iso(time.time() - 3600)})
+        s = snap(pid=proc.pid, files=(str(sfile),), path=str(tmp_path),
+                 fields={"timestamp": now_iso(time.time() - 3600), "pid": proc.pid})
+        result = Executor().execute(Kill(proc.pid, grace=1), proposal(Kill(proc.pid)), s)
+        assert result.ok, result.error
+        assert gone(proc.pid)
+
+
+def test_a_pid_recorded_before_its_process_started_is_reused(tmp_path):
+    # The status file was last written an hour ago; the process holding that pid now started
+    # since: it cannot be the one that was recorded.
+    with running(SLEEPER) as proc:
+        sfile = tmp_path / "status.json"
+        write_json(sfile, {"status": "running", "pid": proc.pid})
+        old = time.time() - 3600
+        os.utime(sfile, (old, old))
+        s = snap(pid=proc.pid, files=(str(sfile),), path=str(tmp_path), fields={"pid": proc.pid})
+        result = Executor().execute(Kill(proc.pid), proposal(Kill(proc.pid)), s)
+        assert not result.ok and "reused" in result.error and not gone(proc.pid)
