@@ -194,6 +194,7 @@ def test_notifier_delivers_to_every_sink_and_reports_failures(tmp_path, server):
     notifier.close()
     ((_, body),) = Hook.received
     (sent,) = body["alerts"]
-    assert sent["name"] == "evil ]0;pwned name " and sent["reason"] == "why [2J"  # no controls
+    # Control characters made visible (bgmon.printable), newlines folded: nothing a terminal runs.
+    assert sent["name"] == "evil␛]0;pwned␇name" and sent["reason"] == "why␛[2J"
     assert notifier.sent == 1 and notifier.failures == 1
     assert problems and "notification by command failed: cannot run" in problems[0]

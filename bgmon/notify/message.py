@@ -1,7 +1,8 @@
 """One notification's words, built once for every sink: title, lines, environment, bodies.
 
-Everything from task data is sanitised when the Alert is made (`alert_for`), so no sink can
-pass a task's control characters to a terminal, a desktop or a command.
+Everything from task data passes bgmon's printable boundary (bgmon/printable.py) when the Alert
+is made (`alert_for`), and is folded to one line, so no sink can pass a task's control
+characters to a terminal, a desktop or a command, nor break an OSC sequence with a newline.
 """
 
 from __future__ import annotations
@@ -10,27 +11,28 @@ from typing import Any
 
 import orjson
 
+from bgmon.clip import flat
 from bgmon.model import Badge, TaskSnapshot
 from bgmon.notify.policy import Alert, Batch
+from bgmon.printable import printable
 from bgmon.resolve import task_label
 
 MAX_LINES = 10  # a notification lists at most this many tasks, then "… and N more"
 
 
-_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], " ")
-
-
-def printable(text: str) -> str:
-    """Task text with every control character (escape sequences, newlines, bells) made a space."""
-    return text.translate(_CONTROLS)
+def shown(text: str, limit: int | None = None) -> str:
+    """Task text as a notification may carry it: controls made visible, on one line, and cut
+    to `limit` (keys, ids and paths are never cut: a cut one cannot be typed back)."""
+    text = printable(text)
+    return flat(text, limit) if limit else text.replace("\n", " ").replace("\t", " ")
 
 
 def alert_for(s: TaskSnapshot) -> Alert:
     first = s.health.reasons[0] if s.health.reasons else None
     return Alert(
-        key=printable(s.key), id=printable(s.id), name=printable(s.name),
-        group=printable(s.group), path=printable(s.path), old=None,
-        new=s.health.badge.value, reason=printable(first.detail) if first else "",
+        key=shown(s.key), id=shown(s.id), name=shown(s.name, 80), group=shown(s.group),
+        path=shown(s.path), old=None, new=s.health.badge.value,
+        reason=shown(first.detail, 300) if first else "",
         rule=first.rule if first else None, since=0.0,
     )
 

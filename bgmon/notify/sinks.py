@@ -36,7 +36,7 @@ def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> 
         raise SinkError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
     if done.returncode != 0:
         err = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        tail = f": {message.printable(err[-1])[:200]}" if err else ""
+        tail = f": {message.shown(err[-1], 200)}" if err else ""
         raise SinkError(f"{argv[0]} exited with status {done.returncode}{tail}")
 
 
