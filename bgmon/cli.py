@@ -2,7 +2,8 @@
 
 Exit codes live here and nowhere else:
   0  nothing is struggling, stuck or failed (or the command succeeded)
-  1  something is struggling, stuck or failed (--once); an action or command failed
+  1  something is struggling, stuck or failed and not acknowledged (--once); an action or
+     command failed
   2  usage or configuration error (the message says what to fix)
   124  `bgmon run`: the command was stopped because it stalled (like timeout(1));
        `bgmon wait`: --timeout passed first
@@ -61,7 +62,7 @@ commands:
 
 exit status (--once):
   0  nothing is struggling, stuck or failed
-  1  at least one task is struggling, stuck or failed
+  1  at least one task is struggling, stuck or failed (and not acknowledged: bgmon ack)
   2  usage or configuration error
 exit status (wait): 0 reached, 1 a fault instead, 2 usage, 124 --timeout passed
 """
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "with --json)")
     p.add_argument("--json", action="store_true", help="with --once or --follow: JSON output")
     p.add_argument("--print-config", action="store_true", help="print the effective configuration")
+    p.add_argument("--all", action="store_true",
+                   help="also show finished worktree tasks older than age_out (default 24h)")
     p.add_argument(
         "--auto-recover", action="store_true",
         help="let rule-based recovery act without asking on tasks that opted in "
@@ -209,6 +212,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
         changes["model"] = args.model
     if getattr(args, "auto_recover", False):
         changes["auto_recover"] = True
+    if getattr(args, "all", False):
+        changes["age_out"] = 0.0
     if args.stuck_after is not None:
         changes["thresholds"] = replace(config.thresholds, stuck_after=args.stuck_after)
     changes["notify"] = _notify_changes(args, config.notify)
@@ -256,7 +261,7 @@ def look_once(config: Config):
 def print_once(config: Config, as_json: bool, textfile: Path | None = None) -> int:
     """`--once`: every task as text or one JSON document; the exit status says if any is at fault."""
     from bgmon.views import jsonout, text
-    from bgmon.views.order import arrange, has_faults
+    from bgmon.views.order import arrange, current, has_faults
 
     fleet = None
     if config.remotes:  # every host looks at once, while this one does
@@ -269,7 +274,8 @@ def print_once(config: Config, as_json: bool, textfile: Path | None = None) -> i
     if fleet is not None:
         remote_snaps, remote_warnings = fleet.look()
         snaps, warnings = snaps + remote_snaps, warnings + remote_warnings
-    ordered = [s for _, rows in arrange(snaps) for _, s in rows]
+    shown = current(snaps, monitor.clock(), config.age_out)
+    ordered = [s for _, rows in arrange(shown) for _, s in rows]
     if textfile is not None:
         _write_textfile(textfile, config, ordered, warnings)
         if not as_json:
@@ -278,7 +284,8 @@ def print_once(config: Config, as_json: bool, textfile: Path | None = None) -> i
         sys.stdout.buffer.write(jsonout.document(ordered, monitor.clock(), warnings))
         sys.stdout.flush()
     else:
-        text.render(ordered, warnings, monitor.found.looked, sys.stdout, monitor.clock())
+        text.render(ordered, warnings, monitor.found.looked, sys.stdout, monitor.clock(),
+                    aged=len(snaps) - len(shown))
     return EXIT_FAULTS if has_faults(ordered) else EXIT_OK
 
 

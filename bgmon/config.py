@@ -91,6 +91,9 @@ class Config:
     # Off unless the person running the monitor asks (--auto-recover): a status file alone,
     # which anyone who can write into a watched folder can plant, must never make bgmon act.
     auto_recover: bool = False
+    # Finished worktree tasks (completed, failed, cancelled, timed out) with no sign of life for
+    # this long leave the default view, its counts and the exit status; 0 keeps them (--all).
+    age_out: float = 86400.0
     model: str | None = None  # Claude model for proposals (default: see recovery)
     patterns: str | None = None  # extra failure patterns TOML
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -179,7 +182,7 @@ def default_config_path() -> Path:
 
 # Keys whose TOML value may be a duration string ("10m") as well as seconds.
 _DURATIONS = {"since", "sweep_interval", "proc_interval", "cpu_sample", "stuck_after",
-              "hold", "coalesce", "min_interval", "timeout"}
+              "age_out", "hold", "coalesce", "min_interval", "timeout"}
 
 
 def _coerce(where: str, key: str, value: Any, current: Any) -> Any:
@@ -224,7 +227,7 @@ def _checked(where: str, key: str, value: Any, current: Any) -> Any:
 _COUNTS = {"loop_repeats", "fail_streak", "fail_window", "fail_window_min",
            "line_cap", "startup_bytes", "startup_lines", "read_chunk"}  # ≥ 1 (counts, byte sizes)
 _POSITIVE = {"since", "stuck_after", "sweep_interval", "proc_interval", "timeout"}  # seconds, > 0
-_NON_NEGATIVE = {"cpu_sample", "hold", "coalesce", "min_interval"}  # seconds, ≥ 0
+_NON_NEGATIVE = {"cpu_sample", "hold", "coalesce", "min_interval", "age_out"}  # seconds, ≥ 0
 _CHOICES = {"terminal": NOTIFY_TERMINAL, "webhook_format": WEBHOOK_FORMATS}
 
 

@@ -410,6 +410,7 @@ def follow(config: Config, board: Board | None = None, as_json: bool = True,
     (views/text). With `board`, the metrics endpoint's board is kept current too. Remote hosts'
     tasks follow as `added` lines once this host has synced, as each host answers."""
     from bgmon.views import jsonout
+    from bgmon.views.order import current as default_view
     from bgmon.views.text import ChangePrinter
 
     out = sys.stdout.buffer
@@ -452,7 +453,9 @@ def follow(config: Config, board: Board | None = None, as_json: bool = True,
         now = monitor.clock()
         first, started = not started, True
         if printer is not None:
-            show([Change("added", s.key, s) for s in monitor.snapshots()] if first else changes, now)
+            # The first picture is the default view's: no task that aged out (--all keeps them).
+            picture = default_view(monitor.snapshots(), now, config.age_out) if first else []
+            show([Change("added", s.key, s) for s in picture] if first else changes, now)
         elif first:
             snaps = monitor.snapshots()
             warnings = monitor.warnings()

@@ -77,5 +77,22 @@ def counts(snaps: Iterable[TaskSnapshot]) -> dict[Badge, int]:
     return out
 
 
+FINISHED = frozenset({"completed", "cancelled", "failed", "timeout"})  # status.json words
+
+
+def aged_out(s: TaskSnapshot, now: float, age_out: float) -> bool:
+    """A finished worktree task with no sign of life for `age_out` seconds (0: never): old news
+    the default view leaves out (`--all` shows it). Transcripts age by `--since` instead."""
+    if not age_out or s.source != "worktree" or s.last_activity is None:
+        return False
+    finished = s.status in FINISHED or s.health.badge in (Badge.COMPLETED, Badge.FAILED)
+    return finished and now - s.last_activity > age_out
+
+
+def current(snaps: Iterable[TaskSnapshot], now: float, age_out: float) -> list[TaskSnapshot]:
+    """The tasks the default view shows: all but the aged-out ones."""
+    return [s for s in snaps if not aged_out(s, now, age_out)]
+
+
 def has_faults(snaps: Iterable[TaskSnapshot]) -> bool:
     return any(s.needs_attention for s in snaps)

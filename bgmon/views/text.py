@@ -90,9 +90,11 @@ def render(
     out: TextIO,
     now: float,
     force_terminal: bool | None = None,
+    aged: int = 0,
 ) -> None:
+    """`aged`: how many finished tasks the default view left out (said last)."""
     console = _console(out, force_terminal)
-    if not snaps:
+    if not snaps and not aged:
         console.print("No background tasks found. Looked in:")
         for where in looked:
             console.print(f"  {where}")
@@ -107,6 +109,9 @@ def render(
         if seen := sum(1 for s in snaps if s.ack is not None):
             parts.append(f"{seen} of them acknowledged")
         console.print(Text(f"{len(snaps)} task(s): " + ", ".join(parts), style="dim"))
+    if aged:
+        console.print(Text(f"{aged} finished task(s) with no sign of life within age_out left "
+                           "out (--all shows them)", style="dim"))
     if warnings:
         console.print(Text(f"⚠ {len(warnings)} warning(s) while reading:", style="yellow"))
         for w in warnings[:10]:

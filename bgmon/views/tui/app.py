@@ -39,6 +39,7 @@ from bgmon.views.tui.sync import TreeSync
 from bgmon.views.tui.texts import empty_text, status_text, summary
 from bgmon.views.tui.tree import GroupRow, Row, TaskTree
 
+AGE_CHECK = 60  # ticks (seconds) between looks for tasks that aged out of the default view
 ORDER_CHECK = 1.0  # seconds: re-sorting after a badge change waits this long …
 ACTIVITY_ORDER_CHECK = 5.0  # … and under the activity sort (everything moves), this long
 
@@ -89,6 +90,8 @@ class BgmonApp(App[int]):
         self._panel_ages: tuple[str, ...] = ()  # the ages the detail panel shows
         self.task_tree = TaskTree(self.clock, id="tree")
         self.sync = TreeSync(self.task_tree)
+        self.sync.age_out = config.age_out
+        self._ticks = 0
         self.recovery_error: str | None = None
         self.recovery = recovery if recovery is not None else self._service()
         self.recovered: dict[str, RecoveryPanel.Decided] = {}  # task key → its last approval that ran
@@ -301,16 +304,20 @@ class BgmonApp(App[int]):
         snap = self.sync.snaps.get(self.selected or "")
         if snap is not None and self._ages_of(snap) != self._panel_ages:
             self.show_selected()
+        self._ticks += 1
+        if self.sync.age_out and self._ticks % AGE_CHECK == 0 and self.sync.wanted() != set(self.sync.nodes):
+            self.rebuild()  # a finished task just aged out of the default view
 
     def _ages_of(self, snap: TaskSnapshot) -> tuple[str, ...]:
         now = self.clock()
         return tuple(age(now, ts) for ts in (snap.last_activity, *(e.ts for e in snap.recent)))
 
     def _show_state(self) -> None:
-        snaps = list(self.sync.snaps.values())
+        aged = self.sync.aged()
+        snaps = [s for k, s in self.sync.snaps.items() if k not in aged]
         self.sub_title = summary(counts(snaps), len(snaps))
         empty = self.query_one("#empty", Static)
-        nothing = not snaps
+        nothing = not self.sync.snaps  # all aged out still shows the tree's "0 of N shown"
         empty.display = nothing
         self.query_one("#main").display = not nothing
         if nothing:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from bgmon.model import TaskSnapshot
 
@@ -15,13 +15,16 @@ def matches(s: TaskSnapshot, text: str) -> bool:
     return any(needle in (v or "").lower() for v in (s.name, s.id, s.step, s.group))
 
 
-def visible_keys(snaps: Mapping[str, TaskSnapshot], text: str = "", faults_only: bool = False) -> set[str]:
+def visible_keys(snaps: Mapping[str, TaskSnapshot], text: str = "", faults_only: bool = False,
+                 hidden: Collection[str] = ()) -> set[str]:
     """Keys of the tasks to show: those that pass, plus their ancestors (a sub-task is shown
-    under its parent)."""
+    under its parent). `hidden`: keys left out by the default view (aged out)."""
     if not text.strip() and not faults_only:
-        return set(snaps)
+        return set(snaps).difference(hidden) if hidden else set(snaps)
     out: set[str] = set()
     for key, s in snaps.items():
+        if key in hidden:
+            continue
         if faults_only and not s.health.badge.is_fault:
             continue
         if not matches(s, text):

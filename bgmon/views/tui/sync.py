@@ -15,7 +15,7 @@ from textual.widgets.tree import TreeNode
 
 from bgmon.engine import Change
 from bgmon.model import Badge, TaskSnapshot
-from bgmon.views.order import arrange, sort_key
+from bgmon.views.order import aged_out, arrange, sort_key
 from bgmon.views.tui.filters import visible_keys
 from bgmon.views.tui.tree import GroupRow, Row, TaskTree
 
@@ -33,6 +33,7 @@ class Applied:
 class TreeSync:
     def __init__(self, tree: TaskTree) -> None:
         self.tree = tree
+        self.age_out = 0.0  # seconds; 0 shows finished tasks however old (config.age_out)
         self.snaps: dict[str, TaskSnapshot] = {}
         self.nodes: dict[str, TreeNode[Row]] = {}
         self.groups: dict[str, TreeNode[Row]] = {}
@@ -44,8 +45,15 @@ class TreeSync:
 
     # -- what should be shown ----------------------------------------------------------------
 
+    def aged(self) -> set[str]:
+        """Finished worktree tasks past `age_out`: out of the default view (--all keeps them)."""
+        if not self.age_out:
+            return set()
+        now = self.tree.clock()
+        return {k for k, s in self.snaps.items() if aged_out(s, now, self.age_out)}
+
     def wanted(self) -> set[str]:
-        return visible_keys(self.snaps, self.text, self.faults_only)
+        return visible_keys(self.snaps, self.text, self.faults_only, self.aged())
 
     def wanted_order(self) -> Signature:
         want = self.wanted()
