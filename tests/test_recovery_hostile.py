@@ -6,16 +6,20 @@ Each test reproduces one fault found by the fault-injection pass (issue 10).
 from __future__ import annotations
 
 import getpass
+import json
 import os
+import stat
+import sys
 import time
 
 import psutil
 import pytest
-from test_recovery_support import SLEEPER, gone, running, snap
+from test_recovery_support import SLEEPER, gone, running, snap, wait_for
 
 from bgmon.model import Badge
 from bgmon.recovery.actions import Executor, live_effect
-from bgmon.recovery.proposal import Kill, Proposal, Run, now_iso
+from bgmon.recovery.proposal import Kill, Proposal, Restart, Run, now_iso
+from bgmon.recovery.redact import redact
 from bgmon.recovery.service import RecoveryService
 from bgmon.recovery.validate import InvalidAction, validate_action
 from tests.conftest import write_json
@@ -178,3 +182,52 @@ def test_a_pid_recorded_before_its_process_started_is_reused(tmp_path):
         s = snap(pid=proc.pid, files=(str(sfile),), path=str(tmp_path), fields={"pid": proc.pid})
         result = Executor().execute(Kill(proc.pid), proposal(Kill(proc.pid)), s)
         assert not result.ok and "reused" in result.error and not gone(proc.pid)
+
+
+# --- the API key never leaks ---------------------------------------------------------------------
+
+KEY = "sk-ant-api03-" + "Zq7RkP2vXw9LmN4tYb6H" * 5 + "-AA"
+
+
+def test_an_approved_restart_does_not_inherit_bgmons_credentials(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "tok-" + "x" * 30)
+    monkeypatch.setenv("BGMON_TEST_KEEP", "kept")
+    seen = tmp_path / "env.json"
+    argv = (sys.executable, "-c",
+            f"import os, json; open({str(seen)!r} + '.tmp', 'w').write(json.dumps(dict(os.environ)));"
+            f" os.replace({str(seen)!r} + '.tmp', {str(seen)!r})")
+    out_dir = tmp_path / ".agents" / "logs" / ".bgmon" / "restarts"
+    restart = Restart(argv=argv, cwd=str(tmp_path))
+    result = Executor(output_dir=out_dir).execute(restart, proposal(restart), snap(cwd=str(tmp_path)))
+    assert result.ok, result.error
+    wait_for(seen.exists, what="the restarted command's environment")
+    env = json.loads(seen.read_text())
+    assert "ANTHROPIC_API_KEY" not in env and "ANTHROPIC_AUTH_TOKEN" not in env
+    assert env["BGMON_TEST_KEEP"] == "kept"
+    # Its output goes to bgmon's own folder, readable by the user only.
+    (log,) = out_dir.iterdir()
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert stat.S_IMODE(out_dir.stat().st_mode) == 0o700
+    run = Run(argv=(sys.executable, "-c", "import os; print(sorted(os.environ))"), cwd=str(tmp_path))
+    result = Executor().execute(run, proposal(run), snap(cwd=str(tmp_path)))
+    assert result.ok and "ANTHROPIC" not in result.output_tail
+
+
+@pytest.mark.parametrize("cut", [7, 13, 30, 60])
+def test_the_api_key_is_redacted_with_its_prefix_cut_off(cut, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    for text in (f"key={KEY[cut:]}", f"…{KEY[cut:]} trailing", f"{KEY[:-cut]}", f"'{KEY[cut:-5]}'"):
+        shown = redact(text)
+        assert KEY[cut:cut + 12] not in shown and KEY[-20:-8] not in shown, shown
+    assert redact("a sha 3f2a9c0d1b7e6f5a4c3b2a1908f7e6d5 stays") == \
+        "a sha 3f2a9c0d1b7e6f5a4c3b2a1908f7e6d5 stays"
+
+
+def test_bgmon_run_writes_its_event_log_for_the_user_only(tmp_path, monkeypatch, isolated_home):
+    from bgmon.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["run", "--name", "t", "-q", "--", sys.executable, "-c", "print('hi')"]) == 0
+    log = tmp_path / ".worktrees" / "t" / "logs" / "events.jsonl"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600

@@ -43,7 +43,7 @@ from bgmon.recovery.proposal import (
     Signal,
     now_iso,
 )
-from bgmon.recovery.redact import has_marker, redact
+from bgmon.recovery.redact import child_env, has_marker, redact
 from bgmon.recovery.validate import protected_pid
 from bgmon.recovery.validate import status_file as task_status_file
 from bgmon.timefmt import iso, parse_time
@@ -90,7 +90,7 @@ def task_lock(lock_dir: Path, task: str) -> Iterator[None]:
 
     Non-blocking: a second approval while one runs is refused at once rather than queued.
     """
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = hashlib.blake2b(task.encode(), digest_size=8).hexdigest() + ".lock"
     fd = os.open(lock_dir / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -454,11 +454,14 @@ class Executor:
         log = None
         output = None
         if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            # The output may hold anything the task prints: for the user only.
+            self.output_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.output_dir, 0o700)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             base = os.path.basename(a.argv[0]) or "task"
             path = self.output_dir / f"{base}-{stamp}-{os.getpid()}.log"
-            log = open(path, "ab")  # noqa: SIM115
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            log = os.fdopen(fd, "ab")
             out, output = log, str(path)
         try:
             child = subprocess.Popen(
@@ -469,6 +472,7 @@ class Executor:
                 stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
                 start_new_session=True,  # detached: survives bgmon and its terminal
                 close_fds=True,
+                env=child_env(),
             )
         except FileNotFoundError:
             raise ActionError(f"program not found: {a.argv[0]}") from None
@@ -491,6 +495,7 @@ class Executor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group, so a timeout kills all it started
                 close_fds=True,
+                env=child_env(),
             )
         except FileNotFoundError:
             raise ActionError(f"program not found: {a.argv[0]}") from None

@@ -22,6 +22,10 @@ MARK_PREFIX = "[REDACTED"  # what every marker starts with: MARK and "[REDACTED:
 
 # Names of environment variables whose values are scrubbed wherever they appear.
 SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+# bgmon's own credentials for the API: never passed on to a program bgmon starts (an approved
+# restart or run), whose output lands in files and whose own children could send them anywhere.
+CHILD_SCRUBBED_ENV = (*SECRET_ENV_VARS, "ANTHROPIC_IDENTITY_TOKEN", "ANTHROPIC_IDENTITY_TOKEN_FILE",
+                      "ANTHROPIC_CUSTOM_HEADERS")
 
 _MIN_EXACT = 8  # shorter "secrets" would scrub ordinary words
 
@@ -42,6 +46,41 @@ def known_secrets() -> list[str]:
         values |= _known
     # Longest first, so a key that contains another is replaced whole.
     return sorted((v for v in values if v and len(v) >= _MIN_EXACT), key=len, reverse=True)
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a program bgmon starts: bgmon's own, less its API credentials."""
+    return {k: v for k, v in os.environ.items() if k not in CHILD_SCRUBBED_ENV}
+
+
+# A piece of a known secret counts from this many characters: a log line cut at a fixed width,
+# or an output tail, can begin or end inside a key (`api03-…` without its `sk-ant-`).
+_MIN_FRAGMENT = 12
+_FRAGMENT_MIN_SECRET = 20  # shorter secrets are only matched whole
+_RUN = re.compile(r"[A-Za-z0-9_\-+/=.]{" + str(_MIN_FRAGMENT) + ",}")
+
+
+def _scrub_known(text: str, values: Iterable[str]) -> str:
+    """Every known secret replaced, whole or as a piece cut at either end."""
+    long_ones = []
+    for value in values:
+        if value in text:
+            text = text.replace(value, MARK)
+        if len(value) >= _FRAGMENT_MIN_SECRET:
+            long_ones.append(value)
+    if not long_ones:
+        return text
+
+    def piece(m: re.Match[str]) -> str:
+        run = m.group()
+        for value in long_ones:
+            # A run that starts inside the key (prefix cut) or starts with it and was cut at
+            # its end: its first characters are a piece of the key.
+            if run[:_MIN_FRAGMENT] in value or run[-_MIN_FRAGMENT:] in value:
+                return MARK
+        return run
+
+    return _RUN.sub(piece, text)
 
 
 def _sub(pattern: str, label: str, flags: int = 0) -> tuple[re.Pattern[str], str]:
@@ -125,9 +164,7 @@ def redact(text: str, extra: Iterable[str] = ()) -> str:
     """`text` with every secret bgmon recognises replaced by a [REDACTED…] marker."""
     if not text:
         return text
-    for value in [*known_secrets(), *(e for e in extra if e and len(e) >= _MIN_EXACT)]:
-        if value in text:
-            text = text.replace(value, MARK)
+    text = _scrub_known(text, [*known_secrets(), *(e for e in extra if e and len(e) >= _MIN_EXACT)])
     if not _maybe_secret(text):
         return text
     for pattern, mark in _TOKENS:
@@ -165,8 +202,5 @@ def redact_obj(value: object, extra: Iterable[str] = ()) -> object:
 
 
 def scrub(text: str) -> str:
-    """Only the exact known secrets: for text whose shape must stay (e.g. an argv being stored)."""
-    for value in known_secrets():
-        if value in text:
-            text = text.replace(value, MARK)
-    return text
+    """Only the known secrets (whole or cut): for text whose shape must stay (e.g. an argv)."""
+    return _scrub_known(text, known_secrets())
