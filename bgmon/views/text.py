@@ -5,6 +5,8 @@ The badge word is always printed beside its glyph, so nothing depends on colour.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
 from typing import TextIO
 
 from rich.console import Console
@@ -20,7 +22,7 @@ from bgmon.views.terminal import console as terminal_console
 
 MARK = "✎"  # bgmon's own mark on a task (recovery `mark`), in every view
 
-STYLES = {
+COLOUR_STYLES = {
     Badge.HEALTHY: "green",
     Badge.STRUGGLING: "yellow",
     Badge.STUCK: "magenta",
@@ -28,6 +30,39 @@ STYLES = {
     Badge.COMPLETED: "blue",
     Badge.UNKNOWN: "dim",
 }
+# Without colour (NO_COLOR), weight and reverse video carry the severity: the worst badges
+# stand out most, and none is dimmed (a terminal turns colours into greys of poor contrast).
+MONO_STYLES = {
+    Badge.HEALTHY: "",
+    Badge.STRUGGLING: "bold",
+    Badge.STUCK: "bold reverse",
+    Badge.FAILED: "bold reverse",
+    Badge.COMPLETED: "",
+    Badge.UNKNOWN: "italic",
+}
+
+
+def no_colour() -> bool:
+    """https://no-color.org: any non-empty NO_COLOR turns colour off."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+class _BadgeStyles(Mapping[Badge, str]):
+    """Badge → Rich style, chosen when asked (so NO_COLOR set after import still counts)."""
+
+    def __getitem__(self, badge: Badge) -> str:
+        if no_colour():
+            return MONO_STYLES.get(badge, "")  # a badge added later: plain, never dim
+        return COLOUR_STYLES[badge]
+
+    def __iter__(self) -> Iterator[Badge]:
+        return iter(COLOUR_STYLES)
+
+    def __len__(self) -> int:
+        return len(COLOUR_STYLES)
+
+
+STYLES: Mapping[Badge, str] = _BadgeStyles()
 
 
 def badge_text(s: TaskSnapshot) -> Text:

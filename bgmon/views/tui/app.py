@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterable, Sequence
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hits
 from textual.containers import Horizontal, Vertical
 from textual.filter import LineFilter
 from textual.screen import Screen
+from textual.system_commands import SystemCommandsProvider
 from textual.widgets import Footer, Header, Input, Static, Tree
 from textual.worker import Worker, WorkerState
 
@@ -44,12 +46,24 @@ ORDER_CHECK = 1.0  # seconds: re-sorting after a badge change waits this long �
 ACTIVITY_ORDER_CHECK = 5.0  # … and under the activity sort (everything moves), this long
 
 
+class InOrderCommands(SystemCommandsProvider):
+    """The palette's commands in the order the app gives them (Textual's provider sorts them by
+    name, which mixes its own entries in among bgmon's)."""
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback, discover in self.app.get_system_commands(self.screen):
+            if discover:
+                yield DiscoveryHit(name, callback, help=help_text)
+
+
 class BgmonApp(App[int]):
     CSS_PATH = "bgmon.tcss"
     TITLE = "bgmon"
+    COMMANDS = {InOrderCommands}
     BINDINGS = [
+        # Short words: at 80 columns every key up to q must fit in the footer.
         Binding("slash", "filter", "Filter"),
-        Binding("f", "faults", "Faults only"),
+        Binding("f", "faults", "Faults"),
         Binding("s", "sort", "Sort"),
         Binding("r", "recover", "Recover"),
         Binding("a", "approve", "Approve"),
@@ -58,6 +72,8 @@ class BgmonApp(App[int]):
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
         Binding("escape", "back", "Close / clear", show=False),
+        # Ctrl-C quits, as in every terminal program (docs/demo.md); Textual would only hint.
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -125,7 +141,7 @@ class BgmonApp(App[int]):
                 yield DetailPanel(id="detail")
                 yield self.panel
         yield Static(id="empty")
-        yield Footer()
+        yield Footer(compact=True)  # compact: at 80 columns every key up to q fits
 
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
@@ -451,7 +467,7 @@ class BgmonApp(App[int]):
             node.collapse()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        """bgmon's own commands first; Textual's (theme, screenshot, keys…) after them."""
         yield SystemCommand("Filter tasks", "Type to filter by name, id, step or group  (key: /)", self.action_filter)
         yield SystemCommand("Clear the filter", "Show every task again  (key: esc)", self.action_clear_filter)
         yield SystemCommand("Faults only", "Show only struggling, stuck and failed tasks, or all again  (key: f)",
@@ -470,6 +486,7 @@ class BgmonApp(App[int]):
                             self.action_back)
         yield SystemCommand("Expand all", "Open every group and task", self.action_expand_all)
         yield SystemCommand("Collapse all", "Fold every group", self.action_collapse_all)
+        yield from super().get_system_commands(screen)
 
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,7 +20,15 @@ def confirm_text(proposal: Proposal, task: str, lines: list[str]) -> Group:
     parts = [head, Text(f"from {proposal.origin}", style="dim"), Text("")]
     if lines:
         parts.append(Text("This runs now, in order:", style="bold"))
-        parts += [Text(f"  {line}", style="bold yellow" if "DESTRUCTIVE" in line else "") for line in lines]
+        # A grid, so a long effect wraps under its own text, not under the number.
+        steps = Table.grid(padding=(0, 1))
+        steps.add_column(no_wrap=True)
+        steps.add_column(overflow="fold")
+        for line in lines:
+            number, _, effect = line.partition(" ")
+            steps.add_row(f"  {number}", Text(effect, style="bold yellow" if "DESTRUCTIVE" in line
+                                                else ""))
+        parts.append(steps)
     else:
         parts.append(Text("No actions: only the decision is recorded.", style="bold"))
     parts += [Text(""), Text.assemble(("y", "bold green"), " run it    ", ("n", "bold"), " / ",

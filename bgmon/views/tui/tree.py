@@ -19,6 +19,7 @@ from bgmon.views.tui.fmt import age, one_line, short_path
 
 NAME_W = 20  # name column at task depth; sub-tasks give their indent back
 NAME_MAX = 56  # the widest the name column grows on a wide terminal
+NAME_MIN = 10  # … and the narrowest it shrinks to on a narrow one
 BADGE_W = 12
 PROGRESS_W = 8  # "⚠ struggling"
 TOGGLE = Style.from_meta({"toggle": True})
@@ -47,10 +48,13 @@ def badge_cell(badge: Badge) -> Text:
 
 
 def name_width(width: int) -> int:
-    """The name column for a tree `width` cells wide: NAME_W, plus half of what the fixed
-    columns leave beyond a comfortable step column (wide terminals show whole names)."""
-    spare = width - (BADGE_W + 1 + NAME_W + 6 + 1 + PROGRESS_W) - 40
-    return NAME_W + max(0, min(spare // 2, NAME_MAX - NAME_W))
+    """The name column for a tree `width` cells wide: at least NAME_W, and on a wide terminal
+    half of what the fixed columns leave (so names and ids show whole instead of empty space)."""
+    fixed = BADGE_W + 1 + 6 + 1 + PROGRESS_W  # badge, age and progress always show whole
+    if width < fixed + NAME_W:  # a narrow terminal: the name gives way first (to NAME_MIN)
+        return max(NAME_MIN, width - fixed)
+    # Wider: the name and the step share what is left, half each (up to NAME_MAX).
+    return max(NAME_W, min(NAME_MAX, (width - fixed) // 2))
 
 
 def name_cell(s: TaskSnapshot, width: int) -> str:
@@ -109,7 +113,8 @@ class TaskTree(Tree[Row]):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
-        Binding("enter", "select_cursor", "Expand/collapse", key_display="⏎"),
+        # Not in the footer (it is in `?`): at 80 columns the footer keeps room for x, ? and q.
+        Binding("enter", "select_cursor", "Expand/collapse", key_display="⏎", show=False),
         Binding("space", "toggle_node", "Expand/collapse", show=False),
     ]
 
@@ -135,7 +140,9 @@ class TaskTree(Tree[Row]):
         width = self.scrollable_content_region.width - depth * self.guide_depth - 2
         data = node.data
         if isinstance(data, TaskSnapshot):
-            name_w = name_width(width + depth * self.guide_depth) - (depth - 1) * self.guide_depth
+            # Every depth shares one name column: sub-tasks give their extra indent back.
+            indent = (depth - 1) * self.guide_depth
+            name_w = name_width(width + indent) - indent
             body = task_label(data, self.clock(), width, name_w)
         elif isinstance(data, GroupRow):
             body = group_label(data, width)
