@@ -141,7 +141,8 @@ class BgmonApp(App[int]):
                 yield DetailPanel(id="detail")
                 yield self.panel
         yield Static(id="empty")
-        yield Footer(compact=True)  # compact: at 80 columns every key up to q fits
+        # Compact, and ctrl+p (in `?`) left out: at 80 columns every key up to q fits.
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
