@@ -332,6 +332,26 @@ def _recorder(config: Config) -> Recorder | None:
         return None
 
 
+class Reader:
+    """A Recorder that only reads: marks and acknowledgements for the views, no journaling
+    (`bgmon wait` watches; the monitors keep the record)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def record_transition(self, snapshot, previous) -> None:
+        pass
+
+    def clear_ack(self, task: str, task_id: str | None) -> None:
+        pass
+
+    def marks(self) -> dict[str, str]:
+        return self.recorder.marks()
+
+    def acks(self) -> dict[str, Acknowledged]:
+        return self.recorder.acks()
+
+
 def run_live(
     config: Config,
     monitor: Monitor,
@@ -345,14 +365,18 @@ def run_live(
     """Run the live engine without a screen until SIGINT or SIGTERM, until `done()` says so
     after a pass, or until `timeout` seconds pass (then returns True). `journal`: record badge
     changes and let opted-in automatic recovery act (the monitors do; `bgmon wait` only
-    watches). `notifier` announces badge changes ([notify])."""
+    watches, reading marks and acknowledgements). `notifier` announces badge changes."""
     timed_out = False
 
     async def main() -> None:
         nonlocal timed_out
         loop = asyncio.get_running_loop()
-        recorder = _recorder(config) if journal else None
-        auto = AutoRecovery(recorder) if recorder is not None and config.auto_recover else None
+        recorder = _recorder(config)
+        auto = None
+        if recorder is not None and not journal:
+            recorder = Reader(recorder)
+        elif recorder is not None and config.auto_recover:
+            auto = AutoRecovery(recorder)
 
         told: set[str] = set()
 

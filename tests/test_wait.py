@@ -151,3 +151,19 @@ def test_usage_errors(ws, isolated_home, args, message):
     ws.task("x", name="x")
     code, _, err = finish(start_wait(ws, isolated_home, *args))
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_an_acknowledged_failure_does_not_end_the_wait(ws, isolated_home):
+    ws.task("known", name="known", status="failed", error="flaky runner")
+    ws.task("build", name="build")
+    env = env_for(isolated_home)
+    acked = subprocess.run(bgmon_cmd("ack", "known", "--root", str(ws.root), *SOURCES),
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert acked.returncode == 0, acked.stderr
+    waiter = start_wait(ws, isolated_home, "known", "build", "--until", "settled")
+    time.sleep(1.5)
+    assert waiter.poll() is None  # build still runs; the known failure does not end it
+    ws.task("build", name="build", status="completed")
+    code, out, err = finish(waiter)
+    assert code == 0, err  # settled, and the only fault is acknowledged
+    assert "(acknowledged" in out
