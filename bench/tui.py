@@ -1,8 +1,10 @@
 """TUI: the live app (`BgmonApp`, live engine on) under `App.run_test(size=(120, 40))`.
 
-1. First full screen: from constructing the app over 1,000 quiet worktree tasks (quick: 200)
-   until the engine's first look is in the tree (every task has its row) and the screen has
-   been painted. Target < 1 s.
+1. First full screen: from starting a fresh Python process (so bgmon's and Textual's imports
+   count) over 1,000 quiet worktree tasks (quick: 200) until the engine's first look is in the
+   tree (every task has its row) and the screen has been painted; median of 3 (the child prints
+   one line then, the parent stamps its arrival). Target < 1 s. For information, the same from
+   constructing the app in an already warm process.
 2. Batches of 100 badge changes: the changes enter where the engine's do (`app.emit`, which
    posts one coalesced message), and the clock stops when all 100 rows carry the new badge and
    the screen update is painted. Half the batches turn 100 tasks struggling, half heal them.
@@ -44,6 +46,40 @@ async def until(predicate, timeout: float, step: float = 0.002) -> bool:
 def paint(app) -> None:
     """Lay out and render what is dirty now (as `Pilot.pause` does at its end)."""
     app.screen._on_timer_update()
+
+
+async def first_screen_child(root: Path, n: int) -> None:
+    """In a fresh process: imports, the app, the first painted screen; then one line."""
+    import sys
+
+    from bgmon.config import Config
+    from bgmon.views.tui.app import BgmonApp
+
+    config = Config(roots=(str(root),), sources=("worktrees", "omo"), git=False)
+    app = BgmonApp(config)
+    async with app.run_test(size=(120, 40)):
+        if not await until(lambda: app.loaded and len(app.sync.nodes) == n, timeout=120):
+            raise SystemExit(f"the tree did not fill: {len(app.sync.nodes)} of {n} rows")
+        paint(app)
+        sys.stdout.write("painted\n")
+        sys.stdout.flush()
+
+
+def first_screen_cold(root: Path, n: int, env: dict) -> float:
+    """Seconds from spawning `python bench/tui.py --first-screen-child` to its line."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    child = subprocess.Popen([sys.executable, __file__, "--first-screen-child", str(root), "--tasks", str(n)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    took = time.perf_counter() - t0
+    _, err = child.communicate(timeout=60)
+    if line.strip() != b"painted":
+        raise SystemExit(f"first-screen child failed: {err.decode(errors='replace')[-2000:]}")
+    return took
 
 
 async def measure(root: Path, n: int, batches: int) -> dict:
@@ -132,9 +168,13 @@ async def measure(root: Path, n: int, batches: int) -> dict:
 
 
 def main() -> None:
-    args = common.parse_args(__doc__)
+    args = common.parse_args(__doc__, first_screen_child=(str, "", "internal: a fresh process's first screen"),
+                             tasks=(int, 0, "number of tasks (default 1,000; quick 200)"))
+    if args.first_screen_child:
+        asyncio.run(first_screen_child(Path(args.first_screen_child), args.tasks))
+        return
     quick = args.quick
-    n = 200 if quick else 1000
+    n = args.tasks or (200 if quick else 1000)
     batches = 6 if quick else 10
     with common.tempdir("tui") as base:
         env = common.bench_env(base / "home")
@@ -142,16 +182,21 @@ def main() -> None:
         root = base / "root"
         log(f"writing {n} tasks")
         common.make_quiet_worktrees(root, n)
+        log("first screen in fresh processes (imports included)")
+        common.settle()
+        cold = [first_screen_cold(root, n, env) for _ in range(3)]
         log("running the app")
         got = asyncio.run(measure(root, n, batches))
 
-    first = got["first_screen_s"]
+    first = common.median(cold)
+    warm = got["first_screen_s"]
     med, worst = common.median(got["batch_ms"]), max(got["batch_ms"])
     resort = common.median(got["resort_ms"]) if got["resort_ms"] else None
     ok_first, ok_batch = first < FIRST_TARGET_S, worst < BATCH_TARGET_MS
     result = {
         "bench": "tui", "quick": quick, "machine": common.machine(), "tasks": n, "size": [120, 40],
-        "first_screen_s": round(first, 3),
+        "first_screen_s": round(first, 3), "first_screen_all_s": [round(x, 3) for x in cold],
+        "first_screen_warm_process_s": round(warm, 3),
         "batch_of_100_ms": {"median": round(med, 1), "max": round(worst, 1),
                             "all": [round(x, 1) for x in got["batch_ms"]]},
         "resort_ms": {"median": round(resort, 1) if resort else None,
@@ -164,7 +209,8 @@ def main() -> None:
     note = f"({n:,} tasks, 120×40)"
     rows = [
         ("TUI: first full screen (live engine)", f"< {FIRST_TARGET_S:.0f} s",
-         f"{first:.2f} s {common.verdict(ok_first)} {note}"),
+         f"{first:.2f} s {common.verdict(ok_first)} (fresh process, imports included; median of 3, "
+         f"{min(cold):.2f}–{max(cold):.2f} s; {warm:.2f} s in a warm process) {note}"),
         ("TUI: batch of 100 badge changes shown", f"< {BATCH_TARGET_MS:.0f} ms",
          f"max {worst:.0f} ms {common.verdict(ok_batch)} (median {med:.0f} ms, {len(got['batch_ms'])} batches; "
          f"{n:,} tasks, 120×40)"),

@@ -114,3 +114,36 @@ def test_status_lines_stay_valid_json(tmp_path):
     path = tmp_path / "log.jsonl"
     path.write_bytes(orjson.dumps({"a": 1}) + b"\r\n")
     assert TailReader(str(path)).read() == [{"a": 1}]
+
+
+def test_an_append_to_one_task_re_rolls_only_that_task_and_its_ancestors(ws, monkeypatch):
+    """Issue 11: any task's new data rebuilt the whole family and re-compared every task, so
+    append→badge latency grew with the number of tasks (p95 5.1 s at 5,000). The family is
+    rebuilt only when a task's place in it changes."""
+    import bgmon.engine.evaluate as evaluate
+
+    for i in range(30):
+        ws.task(f"t{i:02d}", name=f"t{i:02d}", id=f"t{i:02d}", **({"parent": "t00"} if i in (1, 2) else {}))
+    monitor = Monitor(ws.config())
+    monitor.sweep()
+    monitor.evaluate()
+    built: list[int] = []
+    updated: list[str] = []
+    real_families, real_update = evaluate.families, evaluate.Evaluator._update
+    monkeypatch.setattr(evaluate, "families", lambda members: built.append(len(members)) or real_families(members))
+
+    def update(record, *args):
+        updated.append(record.spec.name)
+        return real_update(record, *args)
+
+    monkeypatch.setattr(evaluate.Evaluator, "_update", staticmethod(update))
+    ws.fail("t01", 3)
+    monitor.sweep()
+    changes = monitor.evaluate()
+    assert built == [], "an append rebuilt the family"
+    assert sorted(updated) == ["t00", "t01"]  # the task and its parent, not all 30
+    assert {(c.kind, c.snapshot.name) for c in changes} >= {("health", "t01")}
+    ws.task("t05", name="t05", id="t05", parent="t00")  # a task's place changes: rebuilt
+    monitor.sweep()
+    monitor.evaluate()
+    assert built == [30]

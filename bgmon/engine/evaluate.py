@@ -3,7 +3,9 @@
 Its caches, and the one rule that keeps them honest: a record's `obs` (what the rules look at)
 is rebuilt whenever the record is `dirty`; its `own` verdict is recomputed when `obs` was, or when
 the clock reaches `recheck_at` (the earliest time a time-based rule could say something else);
-the family (who nests under whom) is rebuilt when any `obs` was or the set of tasks changed; and
+the family (who nests under whom) is rebuilt when a task's place in it (group, id, parent) or
+the set of tasks changed, never merely because some task's data did (with 10,000 tasks that
+would re-roll and re-compare every task after every append); and
 a snapshot is rebuilt when the record was dirty or its shown verdict changed.
 """
 
@@ -82,20 +84,23 @@ class Evaluator:
     def __init__(self) -> None:
         self._family: Family | None = None
         self._last_keys: set[str] = set()
+        self._members: dict[str, Member] = {}  # each task's place in the family, last seen
 
     def evaluate(self, tasks: dict[str, TaskRecord], now: float, th: Thresholds,
                  notes: Mapping[str, str],
                  acks: Mapping[str, Acknowledged] | None = None) -> list[Change]:
         """Assess every task that needs it, roll up, and report changes."""
         reshaped = self._family is None or tasks.keys() != self._last_keys
-        assessed, observed = self._assess(tasks, now, th)
-        reshaped |= observed
+        assessed, moved = self._assess(tasks, now, th)
+        reshaped |= moved
         if not assessed and not reshaped:
             return []
         if reshaped or self._family is None:
-            # Who nests under whom depends on the data only: rebuilt when some task's data
-            # changed or the set of tasks did, not on every tick.
-            self._family = self._families(tasks)
+            # Who nests under whom: rebuilt when some task's place or the set of tasks changed,
+            # not on every tick nor on every append.
+            for key in [k for k in self._members if k not in tasks]:
+                del self._members[key]
+            self._family = self._families(tasks, self._members)
         family = self._family
         rolled = RollUp(lambda k: tasks[k].own, lambda k: tasks[k].spec.name, family.children)
         # Only the re-assessed tasks and their ancestors (whose roll-up may change).
@@ -110,26 +115,28 @@ class Evaluator:
         self._last_keys = set(tasks)
         return changes
 
-    @staticmethod
-    def _assess(tasks: dict[str, TaskRecord], now: float, th: Thresholds) -> tuple[list[str], bool]:
+    def _assess(self, tasks: dict[str, TaskRecord], now: float, th: Thresholds) -> tuple[list[str], bool]:
         """Re-judge the tasks that changed or whose time-based rules are due. Returns the keys
-        assessed and whether any task's data changed."""
+        assessed and whether any task's place in the family changed."""
         assessed: list[str] = []
-        observed = False
+        moved = False
         for key, record in tasks.items():
             if record.dirty or record.obs is None:
                 record.obs = observe(record)
-                observed = True
+                place = member(record)
+                if self._members.get(key) != place:
+                    self._members[key] = place
+                    moved = True
             elif record.own is not None and now < record.recheck_at:
                 continue  # nothing new, and the clock cannot change the verdict yet
             record.own = assess(record.obs, now, th)
             record.recheck_at = next_check(record.obs, now, th, REFRESH_TEXT)
             assessed.append(key)
-        return assessed, observed
+        return assessed, moved
 
     @staticmethod
-    def _families(tasks: dict[str, TaskRecord]) -> Family:
-        family = families({key: member(record) for key, record in tasks.items()})
+    def _families(tasks: dict[str, TaskRecord], members: dict[str, Member]) -> Family:
+        family = families({key: members.get(key) or member(record) for key, record in tasks.items()})
         for key, note in family.cut.items():
             record = tasks[key]
             if record.cycle != note:
