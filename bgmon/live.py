@@ -197,18 +197,19 @@ class LiveEngine:
         sweep = first or now >= self._next_sweep or self._overflow or self._rescan
         self._overflow = self._rescan = False
         read = bool(paths)
+        everything = False  # were files read beyond `paths`?
         if paths:
             self.batches += 1
             sweep |= monitor.on_paths(paths)
         if not sweep and self.watch is not None and self.watch.unwatched and now >= self._next_poll:
             sweep |= self._poll_unwatched()
-            read = True
+            read = everything = True
             self._next_poll = now + self.config.sweep_interval
         if sweep:
             self._sweep(now)
         read |= sweep
         if read:
-            self._behind = self._behind_logs()
+            self._behind = self._behind_logs(None if sweep or everything else paths)
         if self.watch is not None and (sweep or (read and now >= self._next_sync)):
             if self._sync(monitor.watch_dirs()):
                 self._rescan = True  # newly armed after a read: what changed between needs a look
@@ -282,15 +283,22 @@ class LiveEngine:
         files = [f for d in self.watch.unwatched for f in self._files_in.get(d, ())]
         return self.monitor.on_paths(files) if files else False
 
-    def _behind_logs(self) -> set[str]:
+    def _behind_logs(self, paths: set[str] | None) -> set[str]:
         """Logs with bytes left after this pass (a burst bigger than one pass reads): read on
-        the next pass at once, not when the file next changes."""
-        return {
-            path
-            for record in self.monitor.tasks.values()
-            for path, feed in record.feeds.items()
-            if feed.reader.behind
-        }
+        the next pass at once, not when the file next changes. Only the logs just read can be
+        behind (`paths`; None: every log, after a sweep)."""
+        tasks = self.monitor.tasks
+        if paths is None:
+            return {path for record in tasks.values() for path, feed in record.feeds.items()
+                    if feed.reader.behind}
+        by_file = self.monitor.store.by_file
+        out = set()
+        for path in paths:
+            record = tasks.get(by_file.get(path, ""))
+            feed = record.feeds.get(path) if record is not None else None
+            if feed is not None and feed.reader.behind:
+                out.add(path)
+        return out
 
     def _load_marks(self) -> None:
         if self.recorder is None:

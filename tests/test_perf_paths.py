@@ -147,3 +147,41 @@ def test_an_append_to_one_task_re_rolls_only_that_task_and_its_ancestors(ws, mon
     monitor.sweep()
     monitor.evaluate()
     assert built == [30]
+
+
+def _cycle(i: int, ok: bool = True) -> list[dict]:
+    return [{"type": "tool_call", "tool": "Bash", "call_id": f"c{i}", "input": {"i": i}},
+            {"type": "tool_result", "call_id": f"c{i}", "ok": ok}]
+
+
+def test_start_up_folds_a_narrow_window_when_it_holds_what_health_needs(ws):
+    events = [{"type": "progress", "done": 1, "total": 4}]
+    for i in range(400):
+        events += _cycle(i)
+        if i % 20 == 0:
+            events.append({"type": "progress", "done": 2, "total": 4})
+    ws.task("busy", name="busy")
+    ws.log("busy", *events)
+    monitor = Monitor(ws.config())
+    monitor.sweep()
+    monitor.evaluate()
+    record = next(iter(monitor.tasks.values()))
+    assert record.activity.events_seen <= 60  # not the 200-line back-scan
+    snap = monitor.snapshots()[0]
+    assert snap.health.badge.value == "healthy" and str(snap.progress) == "2/4"
+
+
+def test_start_up_widens_when_the_last_lines_cannot_judge(ws):
+    """Three failures, then a long run of output lines with no result: the narrow window holds
+    no result, so the back-scan widens and the streak is still seen (as before)."""
+    events = [{"type": "progress", "done": 1, "total": 4}]
+    for i in range(3):
+        events += _cycle(i, ok=False)
+    events += [{"type": "message", "stream": "stdout", "text": f"line {i}"} for i in range(100)]
+    ws.task("flaky", name="flaky")
+    ws.log("flaky", *events)
+    monitor = Monitor(ws.config())
+    monitor.sweep()
+    monitor.evaluate()
+    snap = monitor.snapshots()[0]
+    assert snap.health.badge.value == "struggling" and str(snap.progress) == "1/4"

@@ -11,12 +11,12 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bgmon.activity import Activity
+from bgmon.activity import RESULT_WINDOW, Activity
 from bgmon.agents import by_source, doc_format, line_format
 from bgmon.config import Reading
 from bgmon.formats import Parser, parser_for, sniff
 from bgmon.health import Observation
-from bgmon.model import Health, ProcFacts, TaskSnapshot
+from bgmon.model import EventKind, Health, ProcFacts, TaskSnapshot
 from bgmon.sources.discover import TaskSpec, worktree_logs
 from bgmon.sources.document import DocumentReader
 from bgmon.sources.status import StatusReader
@@ -82,6 +82,8 @@ class TaskRecord:
 
 
 DRAIN_CHUNKS = 8  # read_chunk-sized reads of one log per pass
+NARROW_LINES = 60  # start-up's first look back; widened to `startup_lines` when not enough
+_PROGRESS_KINDS = frozenset({EventKind.PROGRESS, EventKind.TASK_ITEM})
 
 
 class TaskStore:
@@ -158,12 +160,35 @@ class TaskStore:
             head = reader.head()
             if head is not None:
                 self.feed(record, feed, [head])
-        lines = reader.prime(reading.startup_bytes, reading.startup_lines)
+        # Start-up reads what health needs: the last few dozen lines, widened to the full
+        # back-scan only when they hold too few results to judge a streak or a failure rate,
+        # or no to-do list / progress (most tasks need only the narrow window).
+        narrow = min(NARROW_LINES, reading.startup_lines)
+        lines = reader.prime(reading.startup_bytes, narrow)
+        if len(lines) >= narrow and narrow < reading.startup_lines and not self._enough(feed, lines):
+            lines = reader.prime(reading.startup_bytes, reading.startup_lines)
         self.feed(record, feed, lines)
         if reader.offset == 0 and reader.size:
             self.drain(record, feed)  # a single partial line or a small file: read it now
         record.dirty = True
         return feed
+
+    @staticmethod
+    def _enough(feed: LogFeed, lines: list[dict]) -> bool:
+        """Do these (last) lines hold what health needs: a full window of results, and the
+        latest progress or to-do list? Parsed only to count; folded by the caller."""
+        if not lines:
+            return False
+        fmt = feed.fmt if feed.fmt != "auto" else sniff(lines[0])
+        parse = parser_for(fmt)
+        results, progress = 0, False
+        for obj in lines:
+            for ev in parse(obj) or ():
+                if ev.kind is EventKind.TOOL_RESULT and ev.ok is not None:
+                    results += 1
+                elif ev.kind in _PROGRESS_KINDS:
+                    progress = True
+        return results >= RESULT_WINDOW and progress
 
     def drain(self, record: TaskRecord, feed: LogFeed) -> None:
         # Bounded (with 4 MiB chunks, 32 MiB: ~0.1 s): a bigger burst is finished on the next
