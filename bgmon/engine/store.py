@@ -82,8 +82,7 @@ class TaskRecord:
 
 
 DRAIN_CHUNKS = 8  # read_chunk-sized reads of one log per pass
-NARROW_LINES = 60  # start-up's first look back; widened to `startup_lines` when not enough
-_PROGRESS_KINDS = frozenset({EventKind.PROGRESS, EventKind.TASK_ITEM})
+NARROW_LINES = 100  # start-up's first look back; widened to `startup_lines` when not enough
 
 
 class TaskStore:
@@ -160,9 +159,9 @@ class TaskStore:
             head = reader.head()
             if head is not None:
                 self.feed(record, feed, [head])
-        # Start-up reads what health needs: the last few dozen lines, widened to the full
-        # back-scan only when they hold too few results to judge a streak or a failure rate,
-        # or no to-do list / progress (most tasks need only the narrow window).
+        # Start-up reads what health needs: the last lines, widened to the full back-scan only
+        # when they hold too few results to judge a streak or a failure rate. (A to-do list
+        # older than the window is the detection's bounded search, not a reason to fold more.)
         narrow = min(NARROW_LINES, reading.startup_lines)
         lines = reader.prime(reading.startup_bytes, narrow)
         if len(lines) >= narrow and narrow < reading.startup_lines and not self._enough(feed, lines):
@@ -175,20 +174,20 @@ class TaskStore:
 
     @staticmethod
     def _enough(feed: LogFeed, lines: list[dict]) -> bool:
-        """Do these (last) lines hold what health needs: a full window of results, and the
-        latest progress or to-do list? Parsed only to count; folded by the caller."""
+        """Do these (last) lines hold what health needs: a full window of results? Parsed
+        only to count; folded by the caller."""
         if not lines:
             return False
         fmt = feed.fmt if feed.fmt != "auto" else sniff(lines[0])
         parse = parser_for(fmt)
-        results, progress = 0, False
+        results = 0
         for obj in lines:
             for ev in parse(obj) or ():
                 if ev.kind is EventKind.TOOL_RESULT and ev.ok is not None:
                     results += 1
-                elif ev.kind in _PROGRESS_KINDS:
-                    progress = True
-        return results >= RESULT_WINDOW and progress
+                    if results >= RESULT_WINDOW:
+                        return True
+        return False
 
     def drain(self, record: TaskRecord, feed: LogFeed) -> None:
         # Bounded (with 4 MiB chunks, 32 MiB: ~0.1 s): a bigger burst is finished on the next
