@@ -247,7 +247,10 @@ def _propose(
     )
     assert proposal is not None  # no cancel event given
     if args.json:
-        _write_json(out, proposal.to_json())
+        # With its live effect and state: what a remote bgmon's approval screen shows
+        # (bgmon.remote.recovery) is what this host would do.
+        _write_json(out, {**proposal.to_json(), "effect": service.preview(proposal),
+                          "state": service.state(proposal.id)})
     else:
         out.write(format_proposal(proposal))
     return EXIT_OK

@@ -28,6 +28,9 @@ from bgmon.model import TaskSnapshot
 from bgmon.notify.notifier import Notifier
 from bgmon.recovery.auto import AutoRecovery
 from bgmon.recovery.service import RecoveryService
+from bgmon.remote.fleet import Fleet
+from bgmon.remote.recovery import RemoteRecovery, RoutedRecovery
+from bgmon.views.jsonout import split_remote_key
 from bgmon.views.order import SORTS, counts
 from bgmon.views.tui.alerts import tui_notifier
 from bgmon.views.tui.detail import DetailPanel, render_group, render_task
@@ -111,7 +114,8 @@ class BgmonApp(App[int]):
         self.recovery_error: str | None = None
         self.recovery = recovery if recovery is not None else self._service()
         self.recovered: dict[str, RecoveryPanel.Decided] = {}  # task key → its last approval that ran
-        self.panel = RecoveryPanel(self.recovery, self.snapshot_for, id="recovery")
+        self.fleet: Fleet | None = None  # the remote hosts' links (--remote), started on mount
+        self.panel = RecoveryPanel(self._panel_service(), self.snapshot_for, id="recovery")
 
     def get_line_filters(self) -> Sequence[LineFilter]:
         """Textual's filters plus the printable boundary: every widget's every line (tree,
@@ -120,6 +124,13 @@ class BgmonApp(App[int]):
         return [*super().get_line_filters(), self._printable]
 
     _printable = PrintableLines()
+
+    def _panel_service(self):
+        """The local service; with remote hosts, one that sends their tasks' recovery there."""
+        if not self.config.remotes:
+            return self.recovery
+        remotes = {spec.name: RemoteRecovery(spec) for spec in self.config.remotes}
+        return RoutedRecovery(self.recovery, remotes)
 
     def _service(self) -> RecoveryService | None:
         """The recovery service for the watched root; None (recovery off, the monitor works on)
@@ -149,6 +160,9 @@ class BgmonApp(App[int]):
         self.task_tree.focus()
         if self.live:
             self.start_engine()
+            if self.config.remotes:
+                self.fleet = Fleet(self.config.remotes, self.emit_remote, board=self.board)
+                self.fleet.start()
         else:
             self.receive([Change("added", s.key, s) for s in self.monitor.snapshots()], self._look())
         self._show_state()
@@ -179,6 +193,14 @@ class BgmonApp(App[int]):
             self._meta = meta
         self.post_message(TasksChanged())
 
+    def emit_remote(self, changes: list[Change]) -> None:
+        """Called by a remote host's link from its thread: like `emit`, without this machine's
+        reading warnings (another thread's to read)."""
+        with self._lock:
+            for change in changes:
+                self._pending[change.key] = change
+        self.post_message(TasksChanged())
+
     def _look(self) -> tuple[list[str], list[str]]:
         watch = self.engine.warnings if self.engine is not None else []  # e.g. no inotify
         return list(self.monitor.found.looked), watch + self.monitor.warnings()
@@ -186,6 +208,8 @@ class BgmonApp(App[int]):
     def on_unmount(self) -> None:
         if self.engine is not None:
             self.engine.stop()
+        if self.fleet is not None:
+            self.fleet.stop()
         if self.notifier is not None:
             self.notifier.close(wait=1.0)
         self.panel.stop()  # a request still out is cancelled: its answer is dropped
@@ -384,7 +408,8 @@ class BgmonApp(App[int]):
     def _recovery_ready(self) -> bool:
         if len(self.screen_stack) > 1:
             return False  # a prompt or the help is open
-        if self.recovery is None:
+        remote = split_remote_key(self.selected or "") is not None
+        if self.recovery is None and not remote:
             self.notify(f"Recovery is off: {self.recovery_error or 'no journal'}.", severity="warning",
                         markup=False)
             return False
