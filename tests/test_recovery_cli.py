@@ -60,7 +60,8 @@ def test_propose_json_shape(env):
                           "diagnosis", "confidence", "actions", "refused", "created",
                           "effect", "state"]
     # The live effect and the state: what a remote bgmon's approval prompt shows.
-    assert data["effect"] == [f"1. send SIGTERM to pid {proc.pid} (no children), SIGKILL after 5s"]
+    (effect,) = data["effect"]
+    assert effect.startswith(f"1. send SIGTERM to pid {proc.pid} (no children), SIGKILL after 5s")
     assert data["state"] == "pending"
     assert data["source"] == "rules" and data["degraded_reason"] == "no API key"
     assert data["actions"] == [{"kind": "kill", "pid": proc.pid, "grace": 5.0, "children": 0,
