@@ -20,6 +20,7 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from bgmon import __version__
 from bgmon.agents import REGISTRY
@@ -73,7 +74,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep its message short
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its message short
         self.print_usage(sys.stderr)
         print(f"bgmon: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
@@ -457,6 +458,8 @@ def _monitor_main(argv: list[str], serving: bool = False) -> int:
     try:
         if serving:
             from bgmon.live import serve
+
+            assert board is not None  # _check_modes: serving needs --metrics
 
             return serve(config, board, notifier_for(config))
         if args.follow:

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -207,9 +208,9 @@ class DemoHandle:
         _, alive = psutil.wait_procs(strays, timeout=max(0.0, deadline - time.monotonic()))
         # Whatever is left now (or was started meanwhile) gets no more grace.
         alive = list({p.pid: p for p in (*alive, *self.strays())}.values())
-        for proc in alive:
+        for stray in alive:
             with contextlib.suppress(psutil.Error):
-                proc.kill()
+                stray.kill()
         psutil.wait_procs(alive, timeout=2.0)
         for proc in self.procs.values():
             proc.poll()
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         raise _Terminated(signum)
 
-    previous: dict[int, object] = {}
+    previous: dict[int, Any] = {}  # signal → its handler before the demo (restored after)
     if threading.current_thread() is threading.main_thread():
         previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
         for sig in _SIGNALS:
@@ -427,5 +428,5 @@ def main(argv: list[str] | None = None) -> int:
     except _Terminated as exc:
         return exit_for_signal(exc.signum)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -34,6 +34,7 @@ from bgmon.sources.watch import WATCHES_LIMIT, DirWatch, Inotify, instances_prob
 
 if TYPE_CHECKING:
     from bgmon.notify.notifier import Notifier
+    from bgmon.recovery.service import RecoveryService
 
 TICK_MS = 1000  # time-based rules (stuck) are re-checked at least this often
 COALESCE = 0.005  # after the first event, wait this long so one burst of writes is one pass
@@ -328,7 +329,7 @@ class LiveEngine:
                     self.journal_errors += 1
 
 
-def _recorder(config: Config) -> Recorder | None:
+def _recorder(config: Config) -> RecoveryService | None:
     """The recovery journal for this root, or None when it cannot be opened (read-only root):
     the monitor works without it."""
     from bgmon.recovery.service import RecoveryService

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 from bgmon.clip import clip_optional
 
@@ -193,6 +193,14 @@ class TaskSnapshot:
     def needs_attention(self) -> bool:
         """A fault nobody has acknowledged: what the exit status and notifications count."""
         return self.health.badge.is_fault and self.ack is None
+
+
+@overload
+def clip(text: str, limit: int = 400) -> str: ...
+@overload
+def clip(text: None, limit: int = 400) -> None: ...
+@overload
+def clip(text: str | None, limit: int = 400) -> str | None: ...
 
 
 def clip(text: str | None, limit: int = 400) -> str | None:

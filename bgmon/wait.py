@@ -104,9 +104,9 @@ def wait(config, refs: Sequence[str], target: str, timeout: float | None) -> Res
             if problems:
                 state["problems"] = tuple(problems)
                 return
-        snaps = [monitor.find(key) for key in keys]
-        state["snaps"] = tuple(s for s in snaps if s is not None)
-        state["outcome"] = outcome(target, snaps, refs)
+        current = [monitor.find(key) for key in keys]  # None where a task went away
+        state["snaps"] = tuple(s for s in current if s is not None)
+        state["outcome"] = outcome(target, current, refs)
 
     def done() -> bool:
         return bool(state["problems"]) or state["outcome"] is not None

@@ -8,7 +8,7 @@ import os
 import re
 
 from bgmon.agents.base import Agent, LineFormat, Scan
-from bgmon.formats import canonical_input
+from bgmon.formats import canonical_input, dict_at
 from bgmon.model import Event, EventKind, clip
 from bgmon.sources.found import TaskSpec, is_dir, mtime, scandir
 from bgmon.timefmt import parse_time
@@ -68,7 +68,7 @@ def parse(obj: dict) -> list[Event] | None:
 
 
 def _start(data: dict, ts: float | None) -> list[Event]:
-    context = data.get("context") if isinstance(data.get("context"), dict) else {}
+    context = dict_at(data, "context")
     cwd = context.get("cwd")
     sid = data.get("sessionId")
     return [Event(EventKind.META, ts=ts, cwd=cwd if isinstance(cwd, str) else None,
@@ -104,9 +104,10 @@ def _tool_start(data: dict, ts: float | None) -> list[Event]:
 
 def _tool_complete(data: dict, ts: float | None) -> list[Event]:
     call_id = clip(str(data.get("toolCallId") or ""), 120) or None
-    result = data.get("result") if isinstance(data.get("result"), dict) else {}
-    content = result.get("content") if isinstance(result.get("content"), str) else ""
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    result = dict_at(data, "result")
+    text = result.get("content")
+    content = text if isinstance(text, str) else ""
+    error = dict_at(data, "error")
     ok = data.get("success") is not False
     why = None if ok else str(error.get("message") or content or "failed")
     code = _EXIT.search(content)

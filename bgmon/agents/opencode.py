@@ -18,7 +18,7 @@ from urllib.parse import quote
 import orjson
 
 from bgmon.agents.base import Agent, DocFormat, DocumentUnreadable, Scan
-from bgmon.formats import canonical_input, checklist_events
+from bgmon.formats import canonical_input, checklist_events, dict_at
 from bgmon.model import Event, EventKind, clip
 from bgmon.sources.files import read_regular
 from bgmon.sources.found import TaskSpec, is_dir, mtime, scandir
@@ -42,12 +42,12 @@ def session_events(session: dict, messages: list[tuple[dict, list[dict]]],
                    todos: list[dict] | None) -> list[Event]:
     """One session's facts → events, in order. `messages`: (info, parts) oldest first."""
     events: list[Event] = []
-    time = session.get("time") if isinstance(session.get("time"), dict) else {}
+    time = dict_at(session, "time")
     if isinstance(session.get("directory"), str):
         events.append(Event(EventKind.META, ts=_ms(time.get("created")), cwd=session["directory"]))
     ts = None
     for info, parts in messages:
-        mtime_ = info.get("time") if isinstance(info.get("time"), dict) else {}
+        mtime_ = dict_at(info, "time")
         ts = _ms(mtime_.get("created")) or ts
         if info.get("role") == "user":
             text = " ".join(p["text"] for p in parts if p.get("type") == "text"
@@ -74,7 +74,7 @@ def _assistant(info: dict, parts: list[dict], ts: float | None, out: list[Event]
     done = _ms((info.get("time") or {}).get("completed")) if isinstance(info.get("time"), dict) else None
     if isinstance(error, dict):
         name = error.get("name")
-        data = error.get("data") if isinstance(error.get("data"), dict) else {}
+        data = dict_at(error, "data")
         text = clip(str(data.get("message") or name or "error"), 400)
         kind = EventKind.TURN_ABORTED if name == _ABORTED else EventKind.API_ERROR
         out.append(Event(kind, ts=done or ts, text=text))
@@ -88,8 +88,8 @@ def _assistant(info: dict, parts: list[dict], ts: float | None, out: list[Event]
 
 
 def _tool(part: dict, ts: float | None, out: list[Event]) -> None:
-    state = part.get("state") if isinstance(part.get("state"), dict) else {}
-    times = state.get("time") if isinstance(state.get("time"), dict) else {}
+    state = dict_at(part, "state")
+    times = dict_at(state, "time")
     start = _ms(times.get("start")) or ts
     tool = clip(str(part.get("tool") or "tool"), 80)
     call_id = clip(str(part.get("callID") or part.get("id") or ""), 120) or None
@@ -100,7 +100,7 @@ def _tool(part: dict, ts: float | None, out: list[Event]) -> None:
     status = state.get("status")
     end = _ms(times.get("end")) or start
     if status == "completed":
-        meta = state.get("metadata") if isinstance(state.get("metadata"), dict) else {}
+        meta = dict_at(state, "metadata")
         code = meta.get("exit")
         ok = not (isinstance(code, int) and not isinstance(code, bool) and code != 0)
         error = None if ok else clip(f"exit code {code}: {state.get('output') or ''}".strip(), 400)

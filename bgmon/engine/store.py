@@ -105,8 +105,9 @@ class TaskStore:
             record.document = DocumentReader(spec.document, fmt) if fmt is not None else None
         if old is None and spec.status_file:
             agent = by_source(spec.source)
-            entry = agent.status_entry if agent is not None and spec.entry else None
-            record.status = StatusReader(spec.status_file, extract=entry(spec.entry) if entry else None)
+            entry = agent.status_entry if agent is not None else None
+            extract = entry(spec.entry) if entry is not None and spec.entry else None
+            record.status = StatusReader(spec.status_file, extract=extract)
         self.tasks[spec.key] = record
         for path in (spec.status_file, spec.document):
             if path:

@@ -19,6 +19,12 @@ Parser = Callable[[dict], "list[Event] | None"]
 _INPUT_LIMIT = 200
 
 
+def dict_at(obj: dict, key: str) -> dict:
+    """`obj[key]` when it is a JSON object, else an empty one (other programs' lines vary)."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def canonical_input(value: object) -> str | None:
     """A stable short text for a tool call's input: equal inputs give equal text.
 

@@ -336,7 +336,9 @@ def _progress(obj: dict) -> list[Event]:
     """`progress` lines: most (hook_progress) only accompany a call we see anyway, so they get
     no events at all, not even META; a long command's, sub-agent's or wait's get a HEARTBEAT."""
     data = obj.get("data")
-    kind = data.get("type") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return []
+    kind = data.get("type")
     if not isinstance(kind, str) or kind not in _HEARTBEAT_KINDS:
         return []
     text = None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bgmon.formats import dict_at
+
 _STATUS = {"error": "failed", "interrupted": "cancelled"}
 
 
@@ -20,7 +22,7 @@ def entries(data: object) -> list[dict]:
 
 
 def status_fields(entry: dict) -> dict:
-    progress = entry.get("progress") if isinstance(entry.get("progress"), dict) else {}
+    progress = dict_at(entry, "progress")
     status = entry.get("status")
     fields: dict = {
         "id": entry["id"],

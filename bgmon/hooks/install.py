@@ -50,7 +50,7 @@ def command(agent: str) -> list[str]:
 
 def _ours(group: object) -> bool:
     hooks = group.get("hooks") if isinstance(group, dict) else None
-    return bool(hooks) and all(isinstance(h, dict) and str(h.get("command", "")).endswith(MARKER)
+    return isinstance(hooks, list) and bool(hooks) and all(isinstance(h, dict) and str(h.get("command", "")).endswith(MARKER)
                                for h in hooks)
 
 

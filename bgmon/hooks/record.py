@@ -26,7 +26,8 @@ try:  # CPython's JSON scanner without `json` itself, whose import (re, enum) co
         parse_constant = staticmethod(float)
         memo: dict = {}
 
-    _scan = _json.make_scanner(_Context())
+    # The stub types the context as a scanner; the scanner only reads the attributes above.
+    _scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
     _quote = _json.encode_basestring_ascii
 
     def loads(text: str) -> object:
@@ -38,7 +39,11 @@ try:  # CPython's JSON scanner without `json` itself, whose import (re, enum) co
         return "{" + ", ".join(f"{_quote(k)}: {v!r}" if isinstance(v, float) else f"{_quote(k)}: {_quote(v)}"
                                for k, v in obj.items()) + "}"
 except (ImportError, AttributeError):  # another Python: the plain module
-    from json import dumps, loads
+    from json import dumps
+    from json import loads as _json_loads
+
+    def loads(text: str) -> object:
+        return _json_loads(text)
 
 MAX_INPUT = 1 << 20
 KEPT = ("notification_type", "tool_name", "agent_type", "error")  # short names of kinds

@@ -311,6 +311,8 @@ class AutoRecovery:
             with self._lock:
                 ep.deferred = True
             return
+        target: Callable[..., None]
+        args: tuple[object, ...]
         with self._lock:
             ep.deferred = False
             if ep.in_flight or ep.settled:
@@ -351,7 +353,7 @@ class AutoRecovery:
 
     # --- the attempt's thread ------------------------------------------------------------------
 
-    def _guarded(self, key: str, target: Callable[..., None], args: tuple) -> None:
+    def _guarded(self, key: str, target: Callable[..., None], args: tuple[object, ...]) -> None:
         try:
             target(*args)
         except Exception as exc:  # a daemon thread must not die with a traceback on stderr

@@ -232,11 +232,11 @@ def build_context(
     if matches:
         facts.append("Failure patterns bgmon's catalogue matched (strongest first):")
         for m in matches:
-            p = m.pattern
+            pat = m.pattern
             facts.append(
-                f"- {p.name} ({p.type}, severity {p.severity}, "
-                f"{'retryable' if p.retryable else 'not retryable'}, "
-                f"strategy {p.strategy}): {p.advice}"
+                f"- {pat.name} ({pat.type}, severity {pat.severity}, "
+                f"{'retryable' if pat.retryable else 'not retryable'}, "
+                f"strategy {pat.strategy}): {pat.advice}"
             )
     else:
         facts.append("No failure pattern in bgmon's catalogue matched.")
@@ -338,7 +338,8 @@ class ClaudeAdvisor:
         self.max_tokens = max_tokens
         self.event_bytes = event_bytes
         self.breaker = breaker or CircuitBreaker(failures=5, window=60.0, cooldown=30.0, trials=3)
-        self._overrides = {k: v for k, v in (("api_key", api_key), ("base_url", base_url)) if v}
+        # Passed to the SDK's client as keyword arguments.
+        self._overrides: dict[str, Any] = {k: v for k, v in (("api_key", api_key), ("base_url", base_url)) if v}
         register_secret(api_key)
         self._client: Any = None
         self._lock = threading.Lock()
@@ -445,7 +446,8 @@ class ClaudeAdvisor:
             data = parse_reply(message)
         except InvalidReply as exc:
             raw = _raw_input(message)
-            refused = ({"raw": raw, "reason": f"invalid model output: {exc}"},) if raw else ()
+            refused: tuple[dict[str, Any], ...] = (
+                ({"raw": raw, "reason": f"invalid model output: {exc}"},) if raw else ())
             return fallback(f"invalid model output: {exc}", refused)
 
         actions, refused = validate_actions(data["actions"], snapshot)
@@ -459,7 +461,7 @@ class ClaudeAdvisor:
             diagnosis=flat(redact(data["diagnosis"]), 2000),
             confidence=float(data["confidence"]),
             actions=actions,
-            refused=tuple(redact_obj(r) for r in refused),  # type: ignore[misc]
+            refused=tuple(redact_obj(r) for r in refused),
             patterns=tuple(m.pattern.name for m in matches),
             basis=basis_of(snapshot),
         )

@@ -16,6 +16,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable
+from typing import Any, overload
 
 MARK = "[REDACTED]"
 MARK_PREFIX = "[REDACTED"  # what every marker starts with: MARK and "[REDACTED:<kind>]"
@@ -179,13 +180,24 @@ def has_marker(text: str) -> bool:
     return MARK_PREFIX in text
 
 
+@overload
+def redact_obj(value: str, extra: Iterable[str] = ()) -> str: ...
+@overload
+def redact_obj(value: dict, extra: Iterable[str] = ()) -> dict[str, Any]: ...
+@overload
+def redact_obj(value: list | tuple, extra: Iterable[str] = ()) -> list[Any]: ...
+@overload
+def redact_obj(value: object, extra: Iterable[str] = ()) -> object: ...
+
+
 def redact_obj(value: object, extra: Iterable[str] = ()) -> object:
-    """Redact every string inside JSON-like data (dict keys stay, their values are redacted)."""
+    """Redact every string inside JSON-like data (dict keys stay, their values are redacted;
+    tuples come back as lists)."""
     extra = tuple(extra)
     if isinstance(value, str):
         return redact(value, extra)
     if isinstance(value, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in value.items():
             key = str(k)
             if re.fullmatch(r"(?i)[A-Za-z0-9_.\-]*" + _SECRET_WORD + r"[A-Za-z0-9_.\-]*", key) and (

@@ -74,10 +74,10 @@ def match(snapshot: TaskSnapshot, catalogue: Catalogue) -> list[Match]:
             evidence = redact(f"{reason.rule}: {flat(reason.detail, 200)}")
             found.setdefault(p.name, Match(p, evidence, by_text=False))
     for text in error_texts(snapshot):
-        p = catalogue.match_text(text)
-        if p is not None and (p.name not in found or not found[p.name].by_text):
+        hit = catalogue.match_text(text)
+        if hit is not None and (hit.name not in found or not found[hit.name].by_text):
             # Quoted in the diagnosis, the journal and the UI: no secrets.
-            found[p.name] = Match(p, redact(flat(text, 200)), by_text=True)
+            found[hit.name] = Match(hit, redact(flat(text, 200)), by_text=True)
     return sorted(found.values(), key=_rank, reverse=True)
 
 

@@ -13,6 +13,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -130,7 +131,7 @@ def make_remote(name: str, url: str, *, bgmon: list[str] | str | None = None,
                 ssh_options: list[str] | None = None) -> RemoteSpec:
     if not NAME.match(name):
         raise RemoteError(f"remote name {name!r}: use letters, digits, '.', '_' or '-'")
-    extra = {
+    extra: dict[str, Any] = {  # the fields both kinds share
         "bgmon": tuple(shlex.split(bgmon) if isinstance(bgmon, str) else bgmon or ("bgmon",)),
         "options": tuple(options or ()),
         "ssh_options": tuple(ssh_options or ()),

@@ -370,7 +370,7 @@ class Supervisor:
         return " ".join(self.cfg.argv)[:200]
 
     def _install_signals(self) -> dict[int, Any]:
-        previous = {}
+        previous: dict[int, Any] = {}
         for sig in STOP_SIGNALS:
             old = signal.getsignal(sig)
             if sig == signal.SIGHUP and old == signal.SIG_IGN:

@@ -68,6 +68,7 @@ def change_lines(changes: list[Change], now: float) -> list[bytes]:
     out = []
     at = iso(now)
     for c in changes:
+        obj: dict[str, Any]
         if c.kind in ("added", "updated") and c.snapshot is not None:
             obj = {"event": c.kind, "at": at, "task": task_json(c.snapshot)}
         elif c.kind == "removed":
@@ -133,8 +134,9 @@ def task_from_json(obj: object, host: str) -> TaskSnapshot | None:
     taken as missing, never an error (the stream is another machine's output)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("key"), str) or not obj["key"]:
         return None
+    health = obj.get("health")
     try:
-        badge = Badge(obj.get("health"))
+        badge = Badge(health) if isinstance(health, str) else Badge.UNKNOWN
     except ValueError:
         badge = Badge.UNKNOWN
     reasons = tuple(

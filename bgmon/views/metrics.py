@@ -73,7 +73,8 @@ class JournalCounts:
             for r in results if isinstance(results, list) else ():
                 if not isinstance(r, dict):
                     continue
-                action = r.get("kind") if r.get("kind") in ACTION_KINDS else "other"
+                kind_ = r.get("kind")
+                action = kind_ if isinstance(kind_, str) and kind_ in ACTION_KINDS else "other"
                 outcome = "skipped" if r.get("skipped") else ("ok" if r.get("ok") else "failed")
                 self.actions[(action, outcome)] += 1
 

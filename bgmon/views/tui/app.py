@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hits
 from textual.containers import Horizontal, Vertical
 from textual.filter import LineFilter
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.system_commands import SystemCommandsProvider
 from textual.widgets import Footer, Header, Input, Static, Tree
@@ -74,7 +75,7 @@ class BgmonApp(App[int]):
         Binding("c", "acknowledge", "Ack"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
-        Binding("escape", "back", "Close / clear", show=False),
+        Binding("escape", "close_or_clear", "Close / clear", show=False),
         # Ctrl-C quits, as in every terminal program (docs/demo.md); Textual would only hint.
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
@@ -395,8 +396,8 @@ class BgmonApp(App[int]):
             self.sync.text = ""
             self.rebuild()
 
-    def action_back(self) -> None:
-        """esc: clears the filter while typing in it; else closes the recovery panel (cancelling
+    def action_close_or_clear(self) -> None:
+        """esc (not named `back`: that is Textual's own App action): clears the filter while typing in it; else closes the recovery panel (cancelling
         a request that is out); else clears the filter."""
         if self.panel.display and not self.query_one("#filter", Input).has_focus:
             self.panel.close()
@@ -464,7 +465,7 @@ class BgmonApp(App[int]):
     @on(RecoveryPanel.Decided)
     def _decided(self, msg: RecoveryPanel.Decided) -> None:
         outcome = msg.outcome
-        severity = "information" if outcome.ok else "error"
+        severity: SeverityLevel = "information" if outcome.ok else "error"
         self.notify(outcome.message, title=f"{msg.proposal.id} · {outcome.status}", severity=severity,
                     markup=False)
         if outcome.status in RAN:
@@ -509,7 +510,7 @@ class BgmonApp(App[int]):
         yield SystemCommand("Acknowledge the fault", "It stops counting until its badge changes  (key: c)",
                             self.action_acknowledge)
         yield SystemCommand("Recovery: close the panel", "Cancel a request and close the panel  (key: esc)",
-                            self.action_back)
+                            self.action_close_or_clear)
         yield SystemCommand("Expand all", "Open every group and task", self.action_expand_all)
         yield SystemCommand("Collapse all", "Fold every group", self.action_collapse_all)
         yield from super().get_system_commands(screen)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,7 +17,7 @@ from bgmon.recovery.proposal import Proposal
 def confirm_text(proposal: Proposal, task: str, lines: list[str]) -> Group:
     head = Text.assemble(("Approve ", "bold"), (proposal.id, "bold cyan"), (" for ", "bold"),
                          (task, "bold"), ("?", "bold"))
-    parts = [head, Text(f"from {proposal.origin}", style="dim"), Text("")]
+    parts: list[RenderableType] = [head, Text(f"from {proposal.origin}", style="dim"), Text("")]
     if lines:
         parts.append(Text("This runs now, in order:", style="bold"))
         # A grid, so a long effect wraps under its own text, not under the number.

@@ -85,7 +85,7 @@ class RecoveryPanel(VerticalScroll):
         self.error: str | None = None
         self.acting = False  # an approval or rejection is under way (prompt included)
         self.working = False  # … and is running now (spinner)
-        self._focus_before: Callable[[], None] | None = None
+        self._focus_before: Callable[[], object] | None = None
 
     def compose(self) -> ComposeResult:
         yield LoadingIndicator(id="recovery-spin")
@@ -116,7 +116,7 @@ class RecoveryPanel(VerticalScroll):
         """The API call itself runs in a daemon thread that this worker waits on, so a cancel
         frees the worker at once: quitting bgmon never waits for a slow API (the executor's
         threads are joined at exit; the SDK call cannot be interrupted)."""
-        result: list[object] = []
+        result: list[Message] = []
         done = threading.Event()
 
         def call() -> None:
@@ -137,7 +137,7 @@ class RecoveryPanel(VerticalScroll):
             if cancel.is_set():
                 return  # the call finishes (or dies with bgmon) on its own; nothing is recorded
         if result and not cancel.is_set():
-            self.post_message(result[0])  # type: ignore[arg-type]
+            self.post_message(result[0])
 
     @on(ProposalReady)
     def _ready(self, msg: ProposalReady) -> None:

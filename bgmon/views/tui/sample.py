@@ -176,10 +176,17 @@ async def screenshots(base: Path, size: tuple[int, int] = (120, 40)) -> dict[str
         app = BgmonApp(monitor.config, monitor=monitor, live=False, clock=lambda: NOW,
                        recovery=sample_recovery(base))
         shots: dict[str, str] = {}
+
+        def key_of(name: str) -> str:
+            snap = monitor.find(name)
+            if snap is None:
+                raise LookupError(f"the sample has no task {name!r}")
+            return snap.key
+
         async with app.run_test(size=size) as pilot:
             await pilot.pause()
             shots["main"] = app.export_screenshot(title="bgmon")
-            node = app.sync.nodes[monitor.find("flaky-tests").key]
+            node = app.sync.nodes[key_of("flaky-tests")]
             app.task_tree.move_cursor(node)
             await pilot.pause()
             shots["detail"] = app.export_screenshot(title="bgmon — detail")
@@ -187,7 +194,7 @@ async def screenshots(base: Path, size: tuple[int, int] = (120, 40)) -> dict[str
             await pilot.pause()
             shots["faults"] = app.export_screenshot(title="bgmon — faults only")
             await pilot.press("f")
-            app.task_tree.move_cursor(app.sync.nodes[monitor.find("nightly-build").key])
+            app.task_tree.move_cursor(app.sync.nodes[key_of("nightly-build")])
             await pilot.press("r")
             await app.workers.wait_for_complete()
             await pilot.pause()
