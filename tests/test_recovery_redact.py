@@ -33,7 +33,37 @@ SECRETS = st.one_of(
     chars(ALNUM, 36).map(lambda s: "npm_" + s),
     st.tuples(chars(ALNUM + "_-", 10, 40), chars(ALNUM + "_-", 10, 80), chars(ALNUM + "_-", 20, 43))
     .map(lambda t: f"eyJ{t[0]}.eyJ{t[1]}.{t[2]}"),
+    # Issue 10's gaps: Stripe, SendGrid, Hugging Face, Google OAuth, Slack webhooks.
+    st.tuples(st.sampled_from(["sk_live_", "rk_live_", "sk_test_", "whsec_"]), chars(ALNUM, 24, 99))
+    .map("".join),
+    st.tuples(chars(ALNUM + "_-", 22), chars(ALNUM + "_-", 43)).map(lambda t: f"SG.{t[0]}.{t[1]}"),
+    chars(ALNUM, 34, 40).map(lambda s: "hf_" + s),
+    chars(ALNUM + "_-", 30, 120).map(lambda s: "ya29." + s),
+    chars(ALNUM, 24).map(lambda s: "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/" + s),
 )
+
+
+# Secrets inside a context: (text, the secret in it).
+IN_CONTEXT = [
+    ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=" + "Ab9+" * 21 + "xy==;"
+     "EndpointSuffix=core.windows.net", "Ab9+" * 21 + "xy=="),
+    ("mysql -h db -u root -pS3cr3tPa55 shop", "S3cr3tPa55"),
+    ("mysqldump --user=root -pS3cr3tPa55 shop > x.sql", "S3cr3tPa55"),
+    ("curl -u admin:hunter2hunter2 https://ci.example.com/api", "hunter2hunter2"),
+    ("curl --user deploy:Tr0ub4dor3 -X POST", "Tr0ub4dor3"),
+    ("User name,Password,Access key ID,Secret access key\n"
+     "ci,,AKIAIOSFODNN7EXAMPLE,wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("https://acct.blob.core.windows.net/c?sv=2022&sig=AbC%2Bd3FgHiJkLmN0pQrStUvWxYz%3D&se=1",
+     "AbC%2Bd3FgHiJkLmN0pQrStUvWxYz%3D"),
+]
+
+
+def test_the_formats_issue_10_found_in_clear_are_redacted():
+    for text, secret in IN_CONTEXT:
+        out = redact(text)
+        assert secret not in out and "[REDACTED" in out, out
 
 # key=value style assignments: the value is the secret.
 KEYS = st.sampled_from([

@@ -97,7 +97,23 @@ _TOKENS: list[tuple[re.Pattern[str], str]] = [
         r"(?:-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----|\Z)",
         "private-key",
     ),
+    # An AWS secret access key next to its key id (the credentials CSV, `aws configure` output),
+    # before the key id itself is replaced.
+    (re.compile(r"(\b(?:AKIA|ASIA)[0-9A-Z]{16}[\s,;|:\"']{1,4})[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"),
+     r"\1[REDACTED:aws-secret]"),
     _sub(r"sk-ant-[A-Za-z0-9_\-]{8,}", "anthropic"),
+    # The shapes of detect-secrets' plugins (Stripe, SendGrid, Slack webhooks, Twilio-free set)
+    # and those it lacks (Hugging Face, Google OAuth access tokens).
+    _sub(r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}", "stripe"),
+    _sub(r"\bwhsec_[0-9A-Za-z]{20,}", "stripe"),
+    _sub(r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}", "sendgrid"),
+    _sub(r"\bhf_[A-Za-z0-9]{30,}", "huggingface"),
+    _sub(r"\bya29\.[0-9A-Za-z_\-]{20,}", "google-oauth"),
+    _sub(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]+", "slack-webhook"),
+    _sub(r"\bpypi-AgE[A-Za-z0-9_\-]{50,}", "pypi"),
+    _sub(r"\bsq0(?:atp|csp)-[0-9A-Za-z_\-]{20,}", "square"),
+    _sub(r"\b[0-9a-f]{32}-us[0-9]{1,2}\b", "mailchimp"),
+    _sub(r"\b[0-9]{8,10}:AA[0-9A-Za-z_\-]{30,}", "telegram"),
     _sub(r"\bsk-[A-Za-z0-9_\-]{16,}", "api-key"),
     _sub(r"\bgithub_pat_[A-Za-z0-9_]{20,}", "github"),
     _sub(r"\bgh[opusr]_[A-Za-z0-9]{20,}", "github"),
@@ -138,6 +154,14 @@ _CONTEXT: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"(?i)(--?(?:password|passwd|token|secret|api-?key|access-?key)\s+)" + _VALUE),
         r"\1" + MARK,
     ),
+    # Azure connection strings and SAS URLs.
+    (re.compile(r"(?i)(\b(?:AccountKey|SharedAccessKey|SharedAccessSignature)=)[^;\s\"']+"),
+     r"\1" + MARK),
+    (re.compile(r"([?&]sig=)[^&\s\"']+"), r"\1" + MARK),
+    # mysql -pPASS (the password glued to -p), curl -u user:pass.
+    (re.compile(r"(\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n]*?\s-p)(?![\s\[])"
+                r"[^\s\"']+"), r"\1" + MARK),
+    (re.compile(r"(\s(?:-u|--user)[\s=]+[\"']?[^:\s\"']+:)(?!\[REDACTED)[^\s\"']+"), r"\1" + MARK),
     # Credentials inside a URL: scheme://user:password@host
     (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]+:)[^@\s/]+(@)"), r"\1" + MARK + r"\2"),
 ]
@@ -151,6 +175,8 @@ _HINTS = (
     "aiza", "akia", "asia", "agpa", "aida", "aroa", "anpa", "anva", "aipa", "npm_", "eyj",
     "authorization", "bearer", "passw", "passphrase", "secret", "token", "apikey", "api_key",
     "api-key", "access", "private", "credential", "session", "cookie", "://",
+    "k_live_", "k_test_", "whsec_", "sg.", "hf_", "ya29.", "pypi-", "sq0", "-us", ":aa",
+    "accountkey", "sharedaccess", "sig=", "mysql", "mariadb", "-u ", "-u\t", "--user",
 )
 
 
