@@ -12,16 +12,17 @@ import stat
 import sys
 import time
 
+import orjson
 import psutil
 import pytest
 from test_recovery_support import SLEEPER, gone, running, snap, wait_for
 
 from bgmon.model import Badge
-from bgmon.recovery.actions import Executor, live_effect
+from bgmon.recovery.actions import Executor, live_effect, write_pid
 from bgmon.recovery.proposal import Kill, Proposal, Restart, Run, now_iso
-from bgmon.recovery.redact import redact
+from bgmon.recovery.redact import redact, redact_obj
 from bgmon.recovery.service import RecoveryService
-from bgmon.recovery.validate import InvalidAction, validate_action
+from bgmon.recovery.validate import InvalidAction, validate_action, validate_actions
 from tests.conftest import write_json
 
 
@@ -231,3 +232,31 @@ def test_bgmon_run_writes_its_event_log_for_the_user_only(tmp_path, monkeypatch,
     assert cli_main(["run", "--name", "t", "-q", "--", sys.executable, "-c", "print('hi')"]) == 0
     log = tmp_path / ".worktrees" / "t" / "logs" / "events.jsonl"
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+# --- deep JSON nesting is bounded wherever JSON is walked or written ------------------------------
+
+DEEP = 3000
+
+
+def deep(n: int = DEEP):
+    value: object = 0
+    for _ in range(n):
+        value = [value]
+    return {"k": value}
+
+
+def test_a_deeply_nested_status_file_never_crashes_the_restart_write(tmp_path):
+    sfile = tmp_path / "status.json"
+    sfile.write_text('{"pid": 5, "extra": ' + "[" * DEEP + "0" + "]" * DEEP + "}")
+    assert write_pid(str(sfile), 4242, time.time()) is False  # said, not a RecursionError
+    assert sfile.read_text().startswith('{"pid": 5')
+
+
+def test_redaction_and_validation_bound_the_depth_they_walk(tmp_path):
+    out = redact_obj(deep())
+    orjson.dumps(out)  # serialisable: bounded well below orjson's own limit
+    actions, refused_ = validate_actions([{"kind": "mark", "note": deep()}, deep()], snap(cwd=str(tmp_path)))
+    assert not actions and len(refused_) == 2
+    orjson.dumps(refused_)  # what the journal writes
+    assert "nested" in orjson.dumps(refused_).decode()

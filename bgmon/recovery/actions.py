@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import shlex
 import signal
@@ -27,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 
 from bgmon import procs
@@ -245,24 +245,21 @@ def write_pid(status_file: str, pid: int, started: float | None = None) -> bool:
     it has no `pid` field."""
     path = Path(status_file)
     try:
-        data = json.loads(path.read_text("utf-8"))
+        data = orjson.loads(path.read_bytes())  # a ValueError, never a RecursionError, if deep
     except (OSError, ValueError):
         return False
     if not isinstance(data, dict) or "pid" not in data:
         return False
     data["pid"] = pid
     data["startedAt"] = now_iso(started)
-    if data.get("status") in ("failed", "timeout", "cancelled", "completed"):
-        # The old ending no longer describes the task: the new process runs.
-        data["status"] = "running"
-        for key in ("error", "exitCode", "signal", "endedAt"):
-            if key in data:
-                data[key] = None
+    try:
+        blob = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: leave the file as it is
+        return False
     fd, tmp = tempfile.mkstemp(prefix=".status.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         with contextlib.suppress(OSError):
@@ -280,7 +277,7 @@ def supervised_argv(a: Restart) -> list[str]:
     (same directory, so the same task key and id), quiet: the output goes to its event log."""
     assert a.status_file is not None
     try:
-        recorded = json.loads(Path(a.status_file).read_text("utf-8"))
+        recorded = orjson.loads(Path(a.status_file).read_bytes())
     except (OSError, ValueError):
         recorded = {}
     recorded = recorded if isinstance(recorded, dict) else {}
@@ -308,7 +305,7 @@ def wait_supervised(status_file: str, supervisor: int, timeout: float = 5.0) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            data = json.loads(Path(status_file).read_text("utf-8"))
+            data = orjson.loads(Path(status_file).read_bytes())
         except (OSError, ValueError):
             data = None
         if isinstance(data, dict) and data.get("supervisorPid") == supervisor:

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any, overload
 
+from bgmon.jsondepth import MAX_DEPTH, TOO_DEEP
+
 MARK = "[REDACTED]"
 MARK_PREFIX = "[REDACTED"  # what every marker starts with: MARK and "[REDACTED:<kind>]"
 
@@ -207,19 +209,21 @@ def has_marker(text: str) -> bool:
 
 
 @overload
-def redact_obj(value: str, extra: Iterable[str] = ()) -> str: ...
+def redact_obj(value: str, extra: Iterable[str] = (), depth: int = MAX_DEPTH) -> str: ...
 @overload
-def redact_obj(value: dict, extra: Iterable[str] = ()) -> dict[str, Any]: ...
+def redact_obj(value: dict, extra: Iterable[str] = (), depth: int = MAX_DEPTH) -> dict[str, Any]: ...
 @overload
-def redact_obj(value: list | tuple, extra: Iterable[str] = ()) -> list[Any]: ...
+def redact_obj(value: list | tuple, extra: Iterable[str] = (), depth: int = MAX_DEPTH) -> list[Any]: ...
 @overload
-def redact_obj(value: object, extra: Iterable[str] = ()) -> object: ...
+def redact_obj(value: object, extra: Iterable[str] = (), depth: int = MAX_DEPTH) -> object: ...
 
 
-def redact_obj(value: object, extra: Iterable[str] = ()) -> object:
+def redact_obj(value: object, extra: Iterable[str] = (), depth: int = MAX_DEPTH) -> object:
     """Redact every string inside JSON-like data (dict keys stay, their values are redacted;
-    tuples come back as lists)."""
+    tuples come back as lists); nesting deeper than `depth` becomes a marker (bgmon.jsondepth)."""
     extra = tuple(extra)
+    if isinstance(value, dict | list | tuple) and depth <= 0:
+        return TOO_DEEP
     if isinstance(value, str):
         return redact(value, extra)
     if isinstance(value, dict):
@@ -232,10 +236,10 @@ def redact_obj(value: object, extra: Iterable[str] = ()) -> object:
                 # {"password": "x"} has no "=" in it once it is data, not text.
                 out[key] = MARK
             else:
-                out[key] = redact_obj(v, extra)
+                out[key] = redact_obj(v, extra, depth - 1)
         return out
     if isinstance(value, list | tuple):
-        return [redact_obj(v, extra) for v in value]
+        return [redact_obj(v, extra, depth - 1) for v in value]
     return value
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from bgmon.clip import flat
+from bgmon.jsondepth import bounded
 from bgmon.model import TaskSnapshot
 from bgmon.recovery.proposal import (
     DEFAULT_GRACE,
@@ -402,15 +403,16 @@ def validate_actions(
 ) -> tuple[tuple[Action, ...], tuple[dict[str, Any], ...]]:
     """Validate a list of untrusted action dicts: (accepted actions, refused [{raw, reason}])."""
     if not isinstance(raws, list):
-        return (), ({"raw": raws, "reason": "actions must be a list"},)
+        return (), ({"raw": bounded(raws), "reason": "actions must be a list"},)
     actions: list[Action] = []
     refused: list[dict[str, Any]] = []
     for raw in raws:
         if len(actions) >= MAX_ACTIONS:
-            refused.append({"raw": raw, "reason": f"more than {MAX_ACTIONS} actions"})
+            refused.append({"raw": bounded(raw), "reason": f"more than {MAX_ACTIONS} actions"})
             continue
         try:
             actions.append(validate_action(raw, snapshot))
         except InvalidAction as exc:
-            refused.append({"raw": raw, "reason": str(exc)})
+            # Kept for the journal and the panel: bounded, so writing it never fails.
+            refused.append({"raw": bounded(raw), "reason": str(exc)})
     return tuple(actions), tuple(refused)

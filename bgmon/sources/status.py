@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from bgmon.jsondepth import bounded
 from bgmon.sources.files import read_regular
 
 _MAX_BYTES = 1 << 20  # a status file is small; anything bigger is not one
@@ -83,7 +84,7 @@ class StatusReader:
                 return None, f"{self.path} no longer lists this task"
         if not isinstance(obj, dict):
             return None, f"{self.path} holds JSON that is not an object"
-        return obj, None
+        return bounded(obj), None  # everything downstream walks it: redaction, views, the API
 
     def _fail(self, error: str) -> bool:
         was = (self.stale, self.error)
