@@ -41,6 +41,8 @@ class Reading:
     startup_bytes: int = 256 << 10  # back-scan at most this much of each log at start-up
     startup_lines: int = 200  # … or stop once this many complete lines are found
     read_chunk: int = 4 << 20  # read at most this much of one log per pass (the rest next pass)
+    # Directories a task's `log` field may point into besides the task's own directory.
+    log_dirs: tuple[str, ...] = ()
 
 
 NOTIFY_TERMINAL = ("off", "bell", "osc9", "osc777")

@@ -132,3 +132,40 @@ def test_one_task_s_unexpected_error_does_not_stop_the_others(ws, monkeypatch):
     s = names(m)
     assert s["good"].health.badge is Badge.FAILED
     assert any("boom" in w for w in s["bad"].warnings)
+
+
+def test_a_log_outside_the_task_directory_is_not_read_unless_configured(ws, tmp_path):
+    # A status.json can name any file as its `log`: a 0600 file elsewhere would be read, shown
+    # and sent to the API. Only the task's own directory (and configured log_dirs) count.
+    elsewhere = tmp_path / "private"
+    elsewhere.mkdir()
+    secret = elsewhere / "notes.jsonl"
+    secret.write_text(orjson.dumps({"type": "step", "text": "PRIVATE-NOTES"}).decode() + "\n")
+    secret.chmod(0o600)
+    ws.task("nosy", log=[str(secret), "../../private/notes.jsonl"])
+    monitor = collect(ws.config())
+    (s,) = monitor.snapshots()
+    assert "PRIVATE-NOTES" not in orjson.dumps([e.to_json() for e in s.recent]).decode()
+    assert any("outside the task directory" in w for w in s.warnings), s.warnings
+    from dataclasses import replace
+
+    config = ws.config()
+    config = replace(config, reading=replace(config.reading, log_dirs=(str(elsewhere),)))
+    (s,) = collect(config).snapshots()
+    assert s.step == "PRIVATE-NOTES"
+
+
+def test_a_device_is_never_opened_to_find_out_it_is_not_a_log(monkeypatch):
+    from bgmon.sources import files
+
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(files.os, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    for path in ("/dev/null", "/dev/zero"):
+        try:
+            files.open_regular(path)
+        except files.NotRegularFile:
+            pass
+        else:
+            raise AssertionError(f"{path} accepted as a log")
+    assert opened == []

@@ -41,15 +41,34 @@ class GitWorktrees:
         return paths
 
 
-def worktree_logs(task_dir: str, fields: dict | None) -> list[str]:
-    """A worktree task's logs: its `log` field, else every *.jsonl in .agents/logs/ and logs/."""
+def _confined(path: str, dirs: list[str]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == d or real.startswith(d.rstrip(os.sep) + os.sep) for d in dirs)
+
+
+def named_logs(task_dir: str, fields: dict | None,
+               log_dirs: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """The logs a task's `log` field names → (inside the task's directory or a configured
+    `log_dirs`, the rest). A status file can name any path: a private file elsewhere must not be
+    read, shown and sent to the API because a task said so (symlinks are resolved)."""
     log = fields.get("log") if isinstance(fields, dict) else None
     if isinstance(log, str):
         log = [log]
-    if isinstance(log, list):
-        paths = [p for p in log if isinstance(p, str) and p.strip() and "\0" not in p]
-        if paths:
-            return [os.path.normpath(os.path.join(task_dir, p)) for p in paths]
+    if not isinstance(log, list):
+        return [], []
+    paths = [os.path.normpath(os.path.join(task_dir, os.path.expanduser(p))) for p in log
+             if isinstance(p, str) and p.strip() and "\0" not in p]
+    dirs = [os.path.realpath(d) for d in (task_dir, *(os.path.expanduser(d) for d in log_dirs))]
+    inside = [p for p in paths if _confined(p, dirs)]
+    return inside, [p for p in paths if p not in inside]
+
+
+def worktree_logs(task_dir: str, fields: dict | None, log_dirs: tuple[str, ...] = ()) -> list[str]:
+    """A worktree task's logs: its `log` field (confined, `named_logs`), else every *.jsonl in
+    .agents/logs/ and logs/."""
+    inside, outside = named_logs(task_dir, fields, log_dirs)
+    if inside or outside:
+        return inside
     out = []
     for sub in LOG_DIRS:
         d = os.path.join(task_dir, sub)

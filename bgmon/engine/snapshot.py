@@ -98,6 +98,8 @@ def task_warnings(record: TaskRecord) -> list[str]:
     version = record.fields.get("version")
     if version not in (None, 1, "1"):
         out.append(f"status.json version {version!r} is newer than this bgmon knows; reading known fields")
+    out += [f"log {p} is outside the task directory; not read (allow it with log_dirs under "
+            "[reading])" for p in record.outside_logs]
     for path, feed in record.feeds.items():
         name = os.path.basename(path)
         out += [f"{name}: {p}" for p in feed.reader.stats.problems()]

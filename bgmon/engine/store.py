@@ -17,7 +17,7 @@ from bgmon.config import Reading
 from bgmon.formats import Parser, parser_for, sniff
 from bgmon.health import Observation
 from bgmon.model import EventKind, Health, ProcFacts, TaskSnapshot
-from bgmon.sources.discover import TaskSpec, worktree_logs
+from bgmon.sources.discover import TaskSpec, named_logs, worktree_logs
 from bgmon.sources.document import DocumentReader
 from bgmon.sources.status import StatusReader
 from bgmon.sources.tail import TailReader
@@ -75,6 +75,7 @@ class TaskRecord:
     built_at: float = 0.0
     recheck_at: float = 0.0  # see health.next_check
     cycle: str | None = None  # its `parent` link was cut to break a loop
+    outside_logs: tuple[str, ...] = ()  # `log` paths outside the task directory, not read
 
     @property
     def fields(self) -> dict:
@@ -135,7 +136,10 @@ class TaskStore:
             record.dirty = True
         logs = record.spec.logs
         if record.spec.source == "worktree":
-            logs = tuple(worktree_logs(record.spec.path, record.fields))
+            inside, outside = named_logs(record.spec.path, record.fields, self.reading.log_dirs)
+            if tuple(outside) != record.outside_logs:
+                record.outside_logs, record.dirty = tuple(outside), True
+            logs = tuple(inside) if inside or outside else tuple(worktree_logs(record.spec.path, None))
         for path in logs:
             feed = record.feeds.get(path)
             if feed is None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from bgmon.agents import REGISTRY
 from bgmon.agents.base import Scan
-from bgmon.agents.worktrees import GitWorktrees, worktree_logs
+from bgmon.agents.worktrees import GitWorktrees, named_logs, worktree_logs
 from bgmon.config import Config
 from bgmon.sources.found import Found, TaskSpec
 
-__all__ = ["Found", "GitWorktrees", "TaskSpec", "discover", "worktree_logs"]
+__all__ = ["Found", "GitWorktrees", "TaskSpec", "discover", "named_logs", "worktree_logs"]
 
 
 def discover(config: Config, now: float, git: GitWorktrees | None = None) -> Found:

@@ -17,12 +17,18 @@ class NotRegularFile(OSError):
 
 
 def open_regular(path: str) -> tuple[int, os.stat_result]:
-    """An fd open for reading and its fstat; OSError (NotRegularFile) unless a regular file."""
+    """An fd open for reading and its fstat; OSError (NotRegularFile) unless a regular file.
+
+    The type is checked with stat before the open (opening a device can have effects: a tape
+    rewinds, a watchdog arms) and again on the open descriptor, which must be the same file."""
+    before = os.stat(path)
+    if not stat.S_ISREG(before.st_mode):
+        raise NotRegularFile(path)
     fd = os.open(path, _FLAGS)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(path)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise NotRegularFile(path)  # replaced between the two looks
     except BaseException:
         os.close(fd)
         raise
