@@ -207,3 +207,31 @@ def test_any_chunking_of_appends_yields_the_same_objects_as_one_read(tmp_path_fa
         start = point
         got += reader.read()
     assert got == expected
+
+
+def test_copytruncate_then_a_fast_refill_is_read_from_the_start(tmp_path):
+    # logrotate's copytruncate keeps the inode; a writer that refills the file past the old
+    # offset before the next look used to be read from that offset: the new lines were lost.
+    path = tmp_path / "a.jsonl"
+    write(path, b"".join(line(i, ts="2026-12-03T07:00:00Z") for i in range(3)))
+    reader = TailReader(str(path))
+    assert texts(reader.read()) == ["line 0", "line 1", "line 2"]
+    ino = os.stat(path).st_ino
+    write(path, b"".join(line(i, ts="2026-12-03T08:00:00Z") for i in range(10, 20)), "r+b")
+    os.truncate(path, len(b"".join(line(i, ts="2026-12-03T08:00:00Z") for i in range(10, 20))))
+    assert os.stat(path).st_ino == ino
+    assert texts(reader.read()) == [f"line {i}" for i in range(10, 20)]
+    assert reader.stats.resets == 1
+
+
+def test_a_rewrite_to_the_same_size_is_seen(tmp_path):
+    path = tmp_path / "a.jsonl"
+    write(path, line(1) + line(2))
+    reader = TailReader(str(path))
+    assert texts(reader.read()) == ["line 1", "line 2"]
+    size = os.stat(path).st_size
+    write(path, line(3) + line(4), "r+b")  # same length, other content, same inode
+    assert os.stat(path).st_size == size
+    later = os.stat(path).st_mtime + 5
+    os.utime(path, (later, later))
+    assert texts(reader.read()) == ["line 3", "line 4"]

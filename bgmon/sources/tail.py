@@ -1,8 +1,11 @@
 """Incremental JSONL reading: each byte of a log is read once, whatever the log does.
 
-A `TailReader` remembers (device, inode, offset, partial last line). Appends are read from the
-offset; a partial last line waits for its newline; a new inode or a size below the offset means
-rotation or truncation, and the file is read again from its start. Lines above the cap are
+A `TailReader` remembers (device, inode, offset, partial last line) and a fingerprint: the
+first bytes of the file. Appends are read from the offset; a partial last line waits for its
+newline; a new inode, a size below the offset, or other first bytes mean rotation, truncation or
+a rewrite, and the file is read again from its start. (The fingerprint catches what the size
+cannot: `copytruncate` then a refill past the old offset before the next look, or a rewrite to
+the same size; it is read only when the file changed.) Lines above the cap are
 skipped (and counted) without being held in memory; undecodable lines are counted, never fatal.
 
 At start-up `prime()` scans backwards from the end in blocks and decodes only the last lines,
@@ -20,6 +23,7 @@ import orjson
 from bgmon.sources.files import open_regular, read_regular
 
 _BLOCK = 64 << 10
+_FINGERPRINT = 64  # bytes from the file's start that identify it along with dev/inode
 
 
 @dataclass
@@ -61,6 +65,7 @@ class TailReader:
     size: int = 0
     mtime: float | None = None  # of the file at the last read: the time of its last append
     stats: ReadStats = field(default_factory=ReadStats)
+    head_bytes: bytes = b""  # the file's first bytes (up to _FINGERPRINT) when last read
     _partial: bytearray = field(default_factory=bytearray)
     _discarding: bool = False  # inside an over-long line: drop bytes until its newline
 
@@ -76,6 +81,7 @@ class TailReader:
             return []
         try:
             self._adopt(st)
+            self._note_head(fd, st.st_size)
             end = st.st_size
             start, data = self._scan_back(fd, end, max_bytes, max_lines)
         except OSError as exc:
@@ -136,7 +142,7 @@ class TailReader:
             return b""
         if (
             not self.stats.missing and self.ino == quick.st_ino and self.dev == quick.st_dev
-            and quick.st_size == self.offset
+            and quick.st_size == self.offset and quick.st_mtime == self.mtime
         ):
             return b""  # the common case on a sweep: nothing new, no open
         try:
@@ -149,9 +155,10 @@ class TailReader:
             returned = self.stats.missing
             self.stats.missing = False
             replaced = self.ino is not None and (st.st_ino != self.ino or st.st_dev != self.dev)
-            if replaced or returned or st.st_size < self.offset:
+            if replaced or returned or st.st_size < self.offset or not self._same_head(fd):
                 self._reset()
             self._adopt(st)
+            self._note_head(fd, st.st_size)
             if st.st_size == self.offset:
                 return b""
             data = os.pread(fd, min(self.read_chunk, st.st_size - self.offset), self.offset)
@@ -174,8 +181,19 @@ class TailReader:
     def _adopt(self, st: os.stat_result) -> None:
         self.dev, self.ino, self.size, self.mtime = st.st_dev, st.st_ino, st.st_size, st.st_mtime
 
+    def _note_head(self, fd: int, size: int) -> None:
+        if len(self.head_bytes) < _FINGERPRINT and size > len(self.head_bytes):
+            self.head_bytes = os.pread(fd, min(_FINGERPRINT, size), 0)
+
+    def _same_head(self, fd: int) -> bool:
+        """Whether the file still starts with the bytes it started with when last read."""
+        if not self.head_bytes:
+            return True
+        return os.pread(fd, len(self.head_bytes), 0) == self.head_bytes
+
     def _reset(self) -> None:
         self.offset = 0
+        self.head_bytes = b""
         self._partial.clear()
         self._discarding = False
         self.stats.resets += 1
