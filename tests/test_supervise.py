@@ -22,6 +22,7 @@ from bgmon.formats import native
 from bgmon.model import EventKind
 from bgmon.supervise.output import (
     DEFAULT_PROGRESS,
+    EventLog,
     LineBuffer,
     compile_progress,
     find_progress,
@@ -598,3 +599,60 @@ def test_no_secret_from_argv_or_output_reaches_the_task_files(tmp_path):
     evs = events(task)
     assert any(ev.get("text", "").startswith("key is [REDACTED") for ev in evs)
     assert any("started" in ev.get("text", "") and "[REDACTED" in ev["text"] for ev in evs)
+
+
+# ---- heavy output: the child is never throttled, the log is capped -----------------------------
+
+
+def test_a_slow_log_never_slows_the_child_down():
+    # The child writes 16 MiB while logging is stuck: every byte is still read (and echoed) at
+    # once, what could not be logged is counted, and the newest output (the end, which says why
+    # a command failed) is logged.
+    import threading
+
+    from bgmon.supervise.output import pump
+
+    read_fd, write_fd = os.pipe()
+    total = 16 << 20
+    stuck = threading.Event()
+    echoed, segments, gaps = [0], [], []
+
+    def writer() -> None:
+        chunk = b"x" * 1023 + b"\n"
+        with os.fdopen(write_fd, "wb") as out:
+            for _ in range(total // len(chunk)):
+                out.write(chunk)
+            out.write(b"the last line\n")
+
+    def on_segment(seg) -> None:
+        stuck.wait(60)
+        segments.append(seg.text)
+
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (pump(read_fd, lambda d: echoed.__setitem__(0, echoed[0] + len(d)),
+                                               on_segment, lambda: None, gaps.append), done.set()))
+    t.start()
+    w = threading.Thread(target=writer)
+    w.start()
+    w.join(60)
+    assert not w.is_alive(), "the child was blocked by the logging"
+    deadline = time.monotonic() + 60
+    while echoed[0] < total + 14 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert echoed[0] == total + len(b"the last line\n")  # every byte read and echoed
+    stuck.set()
+    assert done.wait(60)
+    os.close(read_fd)
+    assert sum(gaps) > 0  # counted, not silently lost
+    assert segments[-1] == "the last line"
+
+
+def test_the_event_log_is_capped_and_rotated(tmp_path):
+    log = EventLog(tmp_path / "events.jsonl", max_bytes=20_000)
+    for i in range(2000):
+        log.write("message", stream="stdout", text=f"line {i} " + "y" * 40)
+    log.close()
+    current, rotated = tmp_path / "events.jsonl", tmp_path / "events.jsonl.1"
+    assert current.stat().st_size <= 20_000 and rotated.stat().st_size <= 20_000
+    assert orjson.loads(current.read_bytes().splitlines()[-1])["text"].startswith("line 1999 ")
+    assert not (tmp_path / "events.jsonl.2").exists()

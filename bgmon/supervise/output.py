@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,17 +157,27 @@ def line_event(
     return {"type": "message", **fields}, None, None
 
 
+LOG_CAP = 64 << 20  # bytes: the event log is rotated to `events.jsonl.1` beyond this
+
+
 class EventLog:
     """Append-only JSONL: one os.write() per line on an O_APPEND descriptor, so a reader never
     sees two lines interleaved and a torn tail is at most the last line. Every string in a line
-    is redacted (`bgmon.recovery.redact`)."""
+    is redacted (`bgmon.recovery.redact`). Past `max_bytes` the file is renamed to `.1` (the one
+    before it is dropped) and a new one started: a chatty command's log stays bounded at twice
+    the cap, and the monitor's reader follows the rename like any rotation."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = LOG_CAP) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # The command's output: for the user only (0600), like everything else bgmon writes.
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._fd = self._open()
+        self._size = os.fstat(self._fd).st_size
+
+    def _open(self) -> int:
+        # The command's output: for the user only (0600), like everything else bgmon writes.
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def write(self, type_: str, **fields: object) -> None:
         # The command's output and argv may hold secrets (an env dump, a key in an argument):
@@ -176,9 +187,18 @@ class EventLog:
         with self._lock:
             if self._fd < 0:
                 return
+            if self._size + len(data) > self.max_bytes and self._size:
+                self._rotate()
             view = memoryview(data)
             while view:  # regular files take it all at once; the loop is only a safety net
                 view = view[os.write(self._fd, view):]
+            self._size += len(data)
+
+    def _rotate(self) -> None:
+        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        os.close(self._fd)
+        self._fd = self._open()
+        self._size = 0
 
     def close(self) -> None:
         with self._lock:
@@ -187,26 +207,80 @@ class EventLog:
                 self._fd = -1
 
 
+BACKLOG = 4 << 20  # bytes of output waiting to be logged; beyond this, output is not logged
+_GAP = None  # in the queue: output was left out of the log here
+
+
 def pump(
     fd: int,
     echo: Callable[[bytes], None] | None,
     on_segment: Callable[[Segment], None],
     on_data: Callable[[], None],
+    on_gap: Callable[[int], None] | None = None,
 ) -> None:
     """Read a pipe until EOF: echo raw bytes at once (prompts without a newline show up), and
-    hand each line to `on_segment`. Runs in its own thread, one per stream."""
-    buf = LineBuffer()
-    while True:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        on_data()
-        if echo is not None:
-            echo(data)
-        for seg in buf.feed(data):
+    hand each line to `on_segment`. Runs in its own thread, one per stream.
+
+    Reading never waits for logging: lines are split, matched and logged by a second thread,
+    so the command runs as fast as it would alone (a pipe that is not drained blocks its writer).
+    When the command outruns the logging by more than BACKLOG bytes, the oldest waiting output
+    is echoed but not logged, and `on_gap(bytes)` says how much was left out."""
+    queue: deque[bytes | None] = deque()
+    cond = threading.Condition()
+    state = {"queued": 0, "eof": False, "dropped": 0}
+
+    def log_lines() -> None:
+        buf = LineBuffer()
+        while True:
+            with cond:
+                while not queue and not state["eof"]:
+                    cond.wait()
+                if not queue:
+                    break
+                data = queue.popleft()
+                dropped = 0
+                if data is _GAP:
+                    dropped, state["dropped"] = state["dropped"], 0
+                else:
+                    state["queued"] -= len(data)
+            if data is _GAP:
+                buf.flush()  # the line before the gap is incomplete: not a line of its own
+                if on_gap is not None:
+                    on_gap(dropped)
+                continue
+            for seg in buf.feed(data):
+                on_segment(seg)
+        for seg in buf.flush():
             on_segment(seg)
-    for seg in buf.flush():
-        on_segment(seg)
+
+    worker = threading.Thread(target=log_lines, name="bgmon-run-log", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            on_data()
+            if echo is not None:
+                echo(data)
+            with cond:
+                # Behind by more than BACKLOG: leave the oldest waiting output out of the log,
+                # keep the newest (the end of a failing command's output says why it failed).
+                while queue and state["queued"] + len(data) > BACKLOG:
+                    old = queue.popleft()
+                    if old is not _GAP:
+                        state["queued"] -= len(old)
+                        state["dropped"] += len(old)
+                if state["dropped"] and (not queue or queue[0] is not _GAP):
+                    queue.appendleft(_GAP)
+                queue.append(data)
+                state["queued"] += len(data)
+                cond.notify()
+    finally:
+        with cond:
+            state["eof"] = True
+            cond.notify()
+        worker.join()

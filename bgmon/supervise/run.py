@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -171,8 +172,15 @@ class Supervisor:
                 # command would block on its next write.
                 pass
 
+        def gap(dropped: int) -> None:
+            with contextlib.suppress(OSError):
+                self.log.write("message", stream=stream, skipped=dropped,
+                               text=f"[bgmon run: {dropped} bytes of {stream} not logged: the "
+                                    "command wrote faster than they could be logged; the "
+                                    "terminal got them all]")
+
         try:
-            pump(pipe.fileno(), echo, segment, touched)
+            pump(pipe.fileno(), echo, segment, touched, gap)
         finally:
             pipe.close()
 
