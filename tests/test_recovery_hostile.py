@@ -260,3 +260,42 @@ def test_redaction_and_validation_bound_the_depth_they_walk(tmp_path):
     assert not actions and len(refused_) == 2
     orjson.dumps(refused_)  # what the journal writes
     assert "nested" in orjson.dumps(refused_).decode()
+
+
+# --- a full disk: what ran is said, and what could not be recorded -------------------------------
+
+
+def test_an_action_that_ran_on_a_full_disk_says_so_and_what_was_not_recorded(tmp_path, monkeypatch):
+    import argparse
+    import errno
+    import io
+
+    from bgmon.recovery.cli import add_parsers, run_command
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    marker = tmp_path / "ran"
+    s = snap(cwd=str(tmp_path), path=str(tmp_path))
+    service = RecoveryService.for_root(tmp_path, use_claude=False)
+    run = Run(argv=("touch", "ran"), cwd=str(tmp_path), timeout=30)
+    p = proposal(run)
+    service.journal.append({"kind": "proposal", "task": p.task, "task_id": p.task_id,
+                            "proposal": p.to_json()})
+    real_append = service.journal.append
+
+    def full(record, *a, **k):
+        if record.get("kind") == "result":
+            raise OSError(errno.ENOSPC, "No space left on device", str(service.journal.path))
+        return real_append(record, *a, **k)
+
+    monkeypatch.setattr(service.journal, "append", full)
+    parser = argparse.ArgumentParser(prog="bgmon")
+    add_parsers(parser.add_subparsers(dest="command"))
+    out, err = io.StringIO(), io.StringIO()
+    code = run_command(parser.parse_args(["approve", p.id, "--yes"]), {"wt:demo": s, "demo": s}.get,
+                       service=service, out=out, err=err, stdin=io.StringIO())
+    assert marker.exists()  # it ran
+    said = out.getvalue() + err.getvalue()
+    assert code == 0, said
+    assert "could not be recorded" in said and "No space left on device" in said
+    assert "Traceback" not in said

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,10 +205,22 @@ class RecoveryService:
         except TaskBusy as exc:
             return Outcome(proposal_id, BUSY, f"{exc}; nothing done")
         ok = all(r.ok for r in results)
-        self.journal.append({
-            "kind": "result", "task": proposal.task, "task_id": proposal.task_id,
-            "proposal": proposal.id, "ok": ok, "results": [r.to_json() for r in results],
-        })
+        unrecorded = ""
+        try:
+            self.journal.append({
+                "kind": "result", "task": proposal.task, "task_id": proposal.task_id,
+                "proposal": proposal.id, "ok": ok, "results": [r.to_json() for r in results],
+            })
+        except OSError as exc:
+            # The actions ran: say what happened, and that the journal does not know it (a full
+            # disk), rather than an error that reads as if nothing was done.
+            unrecorded = (f"; the result could not be recorded in {self.journal.path}: "
+                          f"{exc.strerror or exc} (history will show the approval without it)")
+        outcome = self._outcome(proposal, results, ok)
+        return replace(outcome, message=outcome.message + unrecorded) if unrecorded else outcome
+
+    def _outcome(self, proposal: Proposal, results: tuple[ActionResult, ...], ok: bool) -> Outcome:
+        proposal_id = proposal.id
         if not proposal.actions:
             return Outcome(proposal_id, DONE, "approved; the proposal has no actions", ())
         if ok:
