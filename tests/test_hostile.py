@@ -169,3 +169,16 @@ def test_a_device_is_never_opened_to_find_out_it_is_not_a_log(monkeypatch):
         else:
             raise AssertionError(f"{path} accepted as a log")
     assert opened == []
+
+
+def test_a_status_file_nested_a_thousand_levels_deep_is_shown_and_proposed_for(ws, isolated_home):
+    d = ws.task("deep", status="failed", command=["true"], cwd=str(ws.root))
+    text = (d / "status.json").read_text()
+    (d / "status.json").write_text(text[:-1] + ', "extra": ' + "[" * 1000 + "0" + "]" * 1000 + "}")
+    for args in (("--once",), ("--once", "--json")):
+        p = run_once(ws, isolated_home, *args)
+        assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    env = {**os.environ, "HOME": str(isolated_home), "XDG_CONFIG_HOME": str(isolated_home / ".config")}
+    p = subprocess.run(bgmon_cmd("propose", "deep", "--rules", "--no-git"),
+                       capture_output=True, text=True, timeout=60, env=env, cwd=ws.root)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
