@@ -4,6 +4,8 @@ patterns, and append event lines (bgmon's native format) to the task's log.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import threading
@@ -208,6 +210,8 @@ class EventLog:
 
 
 BACKLOG = 4 << 20  # bytes of output waiting to be logged; beyond this, output is not logged
+EOF_BACKLOG = 64 << 10  # … and once the command has exited
+PIPE_SIZE = 1 << 20
 _GAP = None  # in the queue: output was left out of the log here
 
 
@@ -253,12 +257,25 @@ def pump(
         for seg in buf.flush():
             on_segment(seg)
 
+    def trim(room: int) -> None:  # with `cond` held
+        while queue and state["queued"] > room:
+            old = queue.popleft()
+            if old is not _GAP:
+                state["queued"] -= len(old)
+                state["dropped"] += len(old)
+        if state["dropped"] and (not queue or queue[0] is not _GAP):
+            queue.appendleft(_GAP)
+
     worker = threading.Thread(target=log_lines, name="bgmon-run-log", daemon=True)
     worker.start()
+    # The logging thread holds the GIL for up to a switch interval (5 ms) at a time; a 1 MiB
+    # pipe lets the command write that long without waiting for us (Linux; else 64 KiB).
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
     try:
         while True:
             try:
-                data = os.read(fd, 65536)
+                data = os.read(fd, PIPE_SIZE)
             except OSError:
                 break
             if not data:
@@ -269,18 +286,15 @@ def pump(
             with cond:
                 # Behind by more than BACKLOG: leave the oldest waiting output out of the log,
                 # keep the newest (the end of a failing command's output says why it failed).
-                while queue and state["queued"] + len(data) > BACKLOG:
-                    old = queue.popleft()
-                    if old is not _GAP:
-                        state["queued"] -= len(old)
-                        state["dropped"] += len(old)
-                if state["dropped"] and (not queue or queue[0] is not _GAP):
-                    queue.appendleft(_GAP)
+                trim(BACKLOG - len(data))
                 queue.append(data)
                 state["queued"] += len(data)
                 cond.notify()
     finally:
         with cond:
+            # The command is done: what is still waiting must be logged in moments (the
+            # supervisor judges the exit from it), so only its last EOF_BACKLOG bytes are.
+            trim(EOF_BACKLOG)
             state["eof"] = True
             cond.notify()
         worker.join()
