@@ -257,12 +257,24 @@ def pump(
         for seg in buf.flush():
             on_segment(seg)
 
-    def trim(room: int) -> None:  # with `cond` held
-        while queue and state["queued"] > room:
-            old = queue.popleft()
-            if old is not _GAP:
-                state["queued"] -= len(old)
-                state["dropped"] += len(old)
+    def trim(room: int) -> None:  # with `cond` held: leave at most `room` bytes waiting
+        while queue and state["queued"] > max(room, 0):
+            old = queue[0]
+            if old is _GAP:
+                queue.popleft()
+                continue
+            excess = state["queued"] - max(room, 0)
+            if len(old) <= excess:
+                queue.popleft()
+                cut = len(old)
+            else:  # keep the chunk's tail, from its first whole line
+                kept = old[excess:]
+                nl = kept.find(b"\n")
+                kept = kept[nl + 1:] if nl >= 0 else b""
+                cut = len(old) - len(kept)
+                queue[0] = kept
+            state["queued"] -= cut
+            state["dropped"] += cut
         if state["dropped"] and (not queue or queue[0] is not _GAP):
             queue.appendleft(_GAP)
 
