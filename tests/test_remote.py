@@ -187,3 +187,32 @@ def test_remote_tables_in_the_config_file(tmp_path):
     path.write_text('remote = "x"\n')
     with pytest.raises(ConfigError, match=r"\[\[remote\]\]"):
         load_config(path, explicit=True)
+
+
+def test_serve_exports_remote_tasks_and_link_state(ws, far, isolated_home):
+    from tests.test_metrics import free_port, scrape, value
+
+    ws.task("local-one")
+    far.task("far-broken", status="failed")
+    port = free_port()
+    proc = subprocess.Popen(
+        bgmon_cmd("serve", "--metrics", f"127.0.0.1:{port}", *FLAGS, str(ws.root),
+                  "--remote", remote_arg("box", far.root)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for(isolated_home),
+    )
+    try:
+        def remote_seen():
+            try:
+                found = scrape(port)
+            except OSError:
+                return None
+            return found if value(found, "bgmon_tasks", host="box", badge="failed") == 1 else None
+
+        found = wait_for(remote_seen, timeout=30, what="the remote's failed task in the metrics")
+        assert value(found, "bgmon_remote_connected", host="box") == 1
+        assert value(found, "bgmon_task_health", name="far-broken", host="box", badge="failed") == 1
+        assert value(found, "bgmon_task_health", name="local-one", badge="healthy") == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and b"Traceback" not in err
