@@ -380,12 +380,13 @@ def run_live(
     async def main() -> None:
         nonlocal timed_out
         loop = asyncio.get_running_loop()
-        recorder = _recorder(config)
+        service = _recorder(config)
+        recorder: Recorder | None = service
         auto = None
-        if recorder is not None and not journal:
-            recorder = Reader(recorder)
-        elif recorder is not None and config.auto_recover:
-            auto = AutoRecovery(recorder)
+        if service is not None and not journal:
+            recorder = Reader(service)
+        elif service is not None and config.auto_recover:
+            auto = AutoRecovery(service)
 
         told: set[str] = set()
 

@@ -134,10 +134,11 @@ class RemoteRecovery:
             )
             for r in answer.get("results") or () if isinstance(r, dict)
         ) if isinstance(answer.get("results"), list) else ()
-        status = answer.get("status") if isinstance(answer.get("status"), str) else NOT_FOUND
+        said = answer.get("status")
+        status = said if isinstance(said, str) else NOT_FOUND
         message = _opt(answer.get("message")) or f"no answer from {self.spec.name}"
-        self._states[proposal_id] = {"executed": "executed", "failed": "failed",
-                                     "rejected": "rejected"}.get(status, self._states.get(proposal_id))
+        if status in ("executed", "failed", "rejected"):  # final: no need to ask the host again
+            self._states[proposal_id] = status
         return Outcome(proposal_id, status, f"{self.spec.name}: {message}", results)
 
 
