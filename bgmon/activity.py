@@ -16,6 +16,18 @@ RECENT_EVENTS = 40
 # command's output): repeating them is waiting, not a loop.
 POLLING_TOOLS = frozenset({"TaskOutput", "BashOutput", "write_stdin", "AgentOutputTool"})
 RESULT_WINDOW = 10
+ERROR_WINDOW = 64  # error moments kept for the rate ("14 errors in the last 60s")
+# What the task itself did: output, calls, results, steps. Heartbeats, session facts and the
+# lines `bgmon run` writes about the command (source "bgmon") prove life, not progress.
+PROGRESS_KINDS = frozenset({
+    EventKind.TOOL_CALL, EventKind.TOOL_RESULT, EventKind.PROGRESS, EventKind.STEP,
+    EventKind.MESSAGE, EventKind.ERROR, EventKind.TURN_START, EventKind.TURN_END,
+    EventKind.TURN_ABORTED, EventKind.API_ERROR, EventKind.BG_START, EventKind.BG_END,
+    EventKind.TASK_ITEM,
+})
+# Of those, what shows the task is past a waiting prompt (an error does not answer one).
+_ANSWERS = PROGRESS_KINDS - {EventKind.ERROR, EventKind.API_ERROR}
+SUPERVISOR = "bgmon"
 _PENDING_CAP = 256
 _BIG = 1 << 53  # a larger count is junk
 
@@ -35,6 +47,12 @@ class ActivitySummary:
     turn_text: str | None = None
     last_event_at: float | None = None
     background: int = 0  # background commands started and not finished
+    last_progress_at: float | None = None  # newest event of the task's own work (PROGRESS_KINDS)
+    untimed_progress: bool = False  # the newest such event had no time: its file's mtime stands in
+    error_streak: int = 0  # error events since the last success
+    error_times: tuple[float, ...] = ()  # moments of the streak's errors, oldest first (bounded)
+    last_error: Event | None = None
+    waiting: Event | None = None  # a WAITING event not yet answered
 
 
 class Activity:
@@ -57,6 +75,12 @@ class Activity:
         self.turn_text: str | None = None
         self.cwd: str | None = None
         self.last_event_at: float | None = None
+        self.last_progress_at: float | None = None
+        self.untimed_progress = False
+        self.error_streak = 0
+        self.error_times: deque[float] = deque(maxlen=ERROR_WINDOW)
+        self.last_error: Event | None = None
+        self.waiting: Event | None = None
         self.events_seen = 0
 
     def apply(self, ev: Event) -> None:
@@ -65,6 +89,8 @@ class Activity:
             self.last_event_at = ev.ts
         if ev.kind is EventKind.TOOL_RESULT:
             ev = self._name_result(ev)
+        if ev.kind in PROGRESS_KINDS and ev.source != SUPERVISOR:
+            self._progressed(ev)
         handler = _HANDLERS.get(ev.kind)
         if handler is not None:
             handler(self, ev)
@@ -83,12 +109,27 @@ class Activity:
         # A direct constructor call: dataclasses.replace is several times slower on this path.
         return Event(
             ev.kind, ev.ts, ev.tool or call.tool, ev.call_id, ev.input or call.input,
-            ev.ok, ev.error, ev.done, ev.total, ev.text, ev.cwd,
+            ev.ok, ev.error, ev.done, ev.total, ev.text, ev.cwd, ev.source, ev.pattern,
         )
 
     def extend(self, events: list[Event]) -> None:
         for ev in events:
             self.apply(ev)
+
+    def _progressed(self, ev: Event) -> None:
+        if ev.ts is None:
+            self.untimed_progress = True
+        elif self.last_progress_at is None or ev.ts >= self.last_progress_at:
+            self.last_progress_at = ev.ts
+            self.untimed_progress = False
+        waiting = self.waiting
+        if (waiting is not None and ev.kind in _ANSWERS
+                and (ev.ts is None or waiting.ts is None or ev.ts > waiting.ts)):
+            self.waiting = None  # it moved on: the person answered
+
+    def _succeeded(self) -> None:
+        self.error_streak = 0
+        self.error_times.clear()
 
     # -- per kind -------------------------------------------------------------------------
 
@@ -114,6 +155,7 @@ class Activity:
         self.results.append(ev.ok)
         if ev.ok:
             self.fail_streak = 0
+            self._succeeded()
         else:
             self.fail_streak += 1
             self.last_failure = ev
@@ -124,6 +166,8 @@ class Activity:
             if new != self.progress:
                 self.loop_count = 0  # progress moved: repeating a call is not a loop
                 self._last_call = None
+                if self.progress is not None and new.done > self.progress.done:
+                    self._succeeded()
             self.progress = new
         if ev.text:
             self.step = ev.text
@@ -145,6 +189,20 @@ class Activity:
 
     def _api_error(self, ev: Event) -> None:
         self._turn("api_error", ev)
+        self._error(ev)
+
+    def _error(self, ev: Event) -> None:
+        """An error line (bgmon run's classified output, an API retry) counts as a failure."""
+        self.error_streak += 1
+        self.last_error = ev
+        if ev.ts is not None:
+            self.error_times.append(ev.ts)
+
+    def _waiting(self, ev: Event) -> None:
+        self.waiting = ev
+
+    def _resumed(self, ev: Event) -> None:
+        self.waiting = None
 
     def _bg_start(self, ev: Event) -> None:
         if ev.call_id:
@@ -201,6 +259,12 @@ class Activity:
             turn_text=self.turn_text,
             last_event_at=self.last_event_at,
             background=len(self.background),
+            last_progress_at=self.last_progress_at,
+            untimed_progress=self.untimed_progress,
+            error_streak=self.error_streak,
+            error_times=tuple(self.error_times),
+            last_error=self.last_error,
+            waiting=self.waiting,
         )
 
 
@@ -213,6 +277,9 @@ _HANDLERS = {
     EventKind.TURN_END: Activity._turn_end,
     EventKind.TURN_ABORTED: Activity._turn_aborted,
     EventKind.API_ERROR: Activity._api_error,
+    EventKind.ERROR: Activity._error,
+    EventKind.WAITING: Activity._waiting,
+    EventKind.RESUMED: Activity._resumed,
     EventKind.BG_START: Activity._bg_start,
     EventKind.BG_END: Activity._bg_end,
     EventKind.META: Activity._meta,

@@ -2,8 +2,8 @@
 
 Exit codes live here and nowhere else:
   0  nothing is struggling, stuck or failed (or the command succeeded)
-  1  something is struggling, stuck or failed and not acknowledged (--once); an action or
-     command failed
+  1  something is struggling, stuck or failed and not acknowledged (--once; --fail-on
+     chooses the badges); an action or command failed
   2  usage or configuration error (the message says what to fix)
   124  `bgmon run`: the command was stopped because it stalled (like timeout(1));
        `bgmon wait`: --timeout passed first
@@ -62,8 +62,9 @@ commands:
   (each takes --help)
 
 exit status (--once):
-  0  nothing is struggling, stuck or failed
-  1  at least one task is struggling, stuck or failed (and not acknowledged: bgmon ack)
+  0  nothing is struggling, stuck or failed (waiting is not a fault)
+  1  at least one task is struggling, stuck or failed (or has a --fail-on badge), and not
+     acknowledged (bgmon ack)
   2  usage or configuration error
 exit status (wait): 0 reached, 1 a fault instead, 2 usage, 124 --timeout passed
 """
@@ -85,6 +86,18 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _badges(text: str) -> frozenset:
+    from bgmon.model import Badge
+
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    known = {b.value for b in Badge}
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown badge {', '.join(bad) or repr(text)} (choose from {', '.join(sorted(known))})")
+    return frozenset(Badge(n) for n in names)
 
 
 def add_monitor_options(p: argparse.ArgumentParser) -> None:
@@ -165,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print every change until interrupted: a --once line each (JSON lines "
                       "with --json)")
     p.add_argument("--json", action="store_true", help="with --once or --follow: JSON output")
+    p.add_argument(
+        "--fail-on", type=_badges, metavar="BADGE,...",
+        help="with --once: exit 1 when a task has one of these badges "
+        "(default: struggling,stuck,failed; e.g. add waiting)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the effective configuration")
     p.add_argument("--all", action="store_true",
                    help="also show finished worktree tasks older than age_out (default 24h)")
@@ -259,10 +277,11 @@ def look_once(config: Config):
     return monitor
 
 
-def print_once(config: Config, as_json: bool, textfile: Path | None = None) -> int:
+def print_once(config: Config, as_json: bool, textfile: Path | None = None,
+               fail_on: frozenset | None = None) -> int:
     """`--once`: every task as text or one JSON document; the exit status says if any is at fault."""
     from bgmon.views import jsonout, text
-    from bgmon.views.order import arrange, current, has_faults
+    from bgmon.views.order import arrange, current, has_badge
 
     fleet = None
     if config.remotes:  # every host looks at once, while this one does
@@ -280,14 +299,14 @@ def print_once(config: Config, as_json: bool, textfile: Path | None = None) -> i
     if textfile is not None:
         _write_textfile(textfile, config, ordered, warnings)
         if not as_json:
-            return EXIT_FAULTS if has_faults(ordered) else EXIT_OK
+            return EXIT_FAULTS if has_badge(ordered, fail_on) else EXIT_OK
     if as_json:
         sys.stdout.buffer.write(jsonout.document(ordered, monitor.clock(), warnings))
         sys.stdout.flush()
     else:
         text.render(ordered, warnings, monitor.found.looked, sys.stdout, monitor.clock(),
                     aged=len(snaps) - len(shown))
-    return EXIT_FAULTS if has_faults(ordered) else EXIT_OK
+    return EXIT_FAULTS if has_badge(ordered, fail_on) else EXIT_OK
 
 
 def _write_textfile(path: Path, config: Config, snaps: list, warnings: list[str]) -> None:
@@ -358,6 +377,8 @@ def _watch_main(argv: list[str]) -> int:
 def _check_modes(args: argparse.Namespace, serving: bool) -> None:
     if args.json and not (args.once or args.follow):
         raise UsageError("--json goes with --once or --follow")
+    if args.fail_on and not args.once:
+        raise UsageError("--fail-on goes with --once")
     if args.textfile is not None and not args.once:
         raise UsageError("--textfile goes with --once (for cron); a live engine serves --metrics")
     if args.metrics and args.once:
@@ -451,7 +472,7 @@ def _monitor_main(argv: list[str], serving: bool = False) -> int:
         return EXIT_OK
     _check_roots(config)
     if args.once:
-        return print_once(config, args.json, args.textfile)
+        return print_once(config, args.json, args.textfile, args.fail_on)
     from bgmon.notify.notifier import notifier_for
 
     board, server = _metrics(args.metrics, config) if args.metrics else (None, None)

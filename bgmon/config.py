@@ -26,11 +26,15 @@ class ConfigError(ValueError):
 class Thresholds:
     """The numbers behind every health rule (documented in README's health table)."""
 
-    stuck_after: float = 600.0  # seconds without any sign of life → stuck
+    stuck_after: float = 600.0  # seconds alive with no progress (or no life at all) → stuck
     loop_repeats: int = 5  # the same tool call this many times in a row → stuck (loop)
     fail_streak: int = 3  # failed tool results in a row → struggling
     fail_window: int = 10  # … or at least half of the last N results failed
     fail_window_min: int = 4  # (judged only once this many results exist)
+    # fail_streak error events with no success between, the last within this window → struggling
+    error_window: float = 60.0
+    # A transcript's tool call with no result this long while its agent idles → waiting (approval)
+    approval_after: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +188,8 @@ def default_config_path() -> Path:
 
 # Keys whose TOML value may be a duration string ("10m") as well as seconds.
 _DURATIONS = {"since", "sweep_interval", "proc_interval", "cpu_sample", "stuck_after",
-              "age_out", "hold", "coalesce", "min_interval", "timeout"}
+              "age_out", "hold", "coalesce", "min_interval", "timeout",
+              "error_window", "approval_after"}
 
 
 def _coerce(where: str, key: str, value: Any, current: Any) -> Any:
@@ -228,7 +233,8 @@ def _checked(where: str, key: str, value: Any, current: Any) -> Any:
 # Allowed ranges. Every other setting takes any value of its type.
 _COUNTS = {"loop_repeats", "fail_streak", "fail_window", "fail_window_min",
            "line_cap", "startup_bytes", "startup_lines", "read_chunk"}  # ≥ 1 (counts, byte sizes)
-_POSITIVE = {"since", "stuck_after", "sweep_interval", "proc_interval", "timeout"}  # seconds, > 0
+_POSITIVE = {"since", "stuck_after", "sweep_interval", "proc_interval", "timeout",
+             "error_window", "approval_after"}  # seconds, > 0
 _NON_NEGATIVE = {"cpu_sample", "hold", "coalesce", "min_interval", "age_out"}  # seconds, ≥ 0
 _CHOICES = {"terminal": NOTIFY_TERMINAL, "webhook_format": WEBHOOK_FORMATS}
 

@@ -1,10 +1,17 @@
 """Health rules: pure functions of what was observed and the time. No disk, no clock, no psutil.
 
 `assess(obs, now, thresholds)` returns a `Health` whose reasons carry the evidence: the rule id,
-and a sentence with the threshold and what was seen. Every view and `--once` call this through
-the engine, so they cannot disagree. Rule ids are stable (tests, patterns and the journal use
-them): status.*, process.exited, supervisor.died, stuck.silent, stuck.lease, stuck.loop,
-struggling.streak, struggling.rate, turn.*, busy, active, rollup.
+a sentence with the threshold and what was seen, and the facts behind it (moments, counts,
+thresholds) so views can draw ages as of their own moment. Every view and `--once` call this
+through the engine, so they cannot disagree. Rule ids are stable (tests, patterns and the
+journal use them): status.*, process.exited, supervisor.died, stuck.idle, stuck.silent,
+stuck.stopped, stuck.lease, stuck.loop, struggling.streak, struggling.rate, struggling.errors,
+waiting.*, turn.*, busy, active, rollup.
+
+Two facts are kept apart: *life* (a heartbeat, a lease, a status rewrite, any log line: the
+process is there) and *progress* (the task's own output and events, CPU used by its process
+tree, a progress or step change). Stuck means no progress for `stuck_after`, whether or not it
+is alive.
 """
 
 from __future__ import annotations
@@ -12,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bgmon.activity import ActivitySummary
+from bgmon.activity import POLLING_TOOLS, ActivitySummary
 from bgmon.clip import clip
 from bgmon.config import Thresholds
-from bgmon.model import Badge, Event, Health, ProcFacts, Reason
+from bgmon.model import Badge, Event, Health, ProcFacts, Reason, quote
 from bgmon.timefmt import ago
 
 RUNNING = frozenset({"running"})
@@ -45,12 +52,18 @@ class Observation:
     updated_at: float | None = None  # heartbeat
     ready_until: float | None = None  # heartbeat lease
     status_written_at: float | None = None  # mtime of status.json
+    status_progress_at: float | None = None  # when status.json's progress or step last changed
     exit_code: object = None
     error: str | None = None
     last_append: float | None = None  # newest log write
     last_cpu: float | None = None  # last time the process tree was seen using CPU
     agent_alive: bool | None = None  # transcripts: a matching claude/codex process runs
+    agent_busy: bool | None = None  # … and its process tree used CPU at the last look
     activity: ActivitySummary = ActivitySummary()
+
+
+# Tools that ask the person a question by design: pending means waiting for an answer.
+QUESTION_TOOLS = frozenset({"AskUserQuestion", "request_user_input"})
 
 
 def _reason(rule: str, detail: str) -> Reason:
@@ -94,15 +107,25 @@ def _failure_text(ev: Event | None) -> str:
     return f"{what}: {first[:80]}"
 
 
+def _secs(seconds: float) -> str:
+    """A window as people say it: "60 s", "5m"."""
+    return f"{seconds:g} s" if seconds < 120 else ago(seconds)
+
+
 def last_sign_of_life(obs: Observation) -> tuple[float | None, str]:
-    """The newest of heartbeat, log append, CPU use, status write and logged event, and which
-    one it was. (A plain loop: this runs for every task on every tick.)"""
+    """The newest proof that the task is there: heartbeat, status write, log append, CPU use,
+    logged event; and which one it was. A status file's mtime stands in for its `updatedAt`
+    only when it has none (a copied or touched file must not make an old heartbeat new).
+    A transcript's mtime alone is no life either: its lines carry their own times.
+    (A plain loop: this runs for every task on every tick.)"""
     best, what = None, "creation"
+    written = obs.status_written_at if obs.updated_at is None else None
+    append = obs.last_append if obs.status is not None or _untimed(obs) else None
     for t, name in (
         (obs.updated_at, "heartbeat"),
-        (obs.last_append, "log append"),
+        (append, "log append"),
         (obs.last_cpu, "CPU use"),
-        (obs.status_written_at, "status write"),
+        (written, "status write"),
         (obs.activity.last_event_at, "event"),
     ):
         if t is not None and (best is None or t > best):
@@ -112,53 +135,129 @@ def last_sign_of_life(obs: Observation) -> tuple[float | None, str]:
     return best, what
 
 
-def _struggling(act: ActivitySummary, th: Thresholds) -> list[Reason]:
+def _untimed(obs: Observation) -> bool:
+    """The task's newest work has no time of its own (or its log has no events we read): the
+    log file's mtime is the best clock there is."""
+    act = obs.activity
+    return act.untimed_progress or (act.last_event_at is None and act.last_progress_at is None)
+
+
+def last_progress(obs: Observation) -> tuple[float | None, str]:
+    """The newest sign of the task's own work: its output and events, CPU used by its process
+    tree, a progress or step change in its status; else when it was created."""
+    best, what = None, "start"
+    append = obs.last_append if _untimed(obs) else None
+    for t, name in (
+        (obs.activity.last_progress_at, "output"),
+        (obs.last_cpu, "CPU use"),
+        (obs.status_progress_at, "progress change"),
+        (append, "log append"),
+    ):
+        if t is not None and (best is None or t > best):
+            best, what = t, name
+    if best is None:
+        return obs.created_at, "start"
+    return best, what
+
+
+def _struggling(act: ActivitySummary, now: float, th: Thresholds) -> list[Reason]:
     reasons = []
     if act.fail_streak >= th.fail_streak:
-        reasons.append(_reason(
+        reasons.append(Reason.judged(
             "struggling.streak",
-            f"{act.fail_streak} failed tool calls in a row ({_failure_text(act.last_failure)})"
-            f" [threshold {th.fail_streak}]",
+            f"{act.fail_streak} failed tool calls in a row ({quote(_failure_text(act.last_failure))})"
+            f" [threshold {th.fail_streak}]", now, count=act.fail_streak, threshold=th.fail_streak,
         ))
     window = act.results[-th.fail_window :]
     failed = window.count(False)
     if len(window) >= th.fail_window_min and failed * 2 >= len(window) and not reasons:
-        reasons.append(_reason(
+        reasons.append(Reason.judged(
             "struggling.rate",
             f"{failed} of the last {len(window)} tool results failed"
-            f" (last: {_failure_text(act.last_failure)}) [threshold: half]",
+            f" (last: {quote(_failure_text(act.last_failure))}) [threshold: half]", now,
+            count=failed, of=len(window),
         ))
+    burst = error_burst(act, now, th)
+    if burst is not None:
+        reasons.insert(0, burst)
     return reasons
+
+
+def error_burst(act: ActivitySummary, now: float, th: Thresholds) -> Reason | None:
+    """Is it still failing? `fail_streak` error events with no success between them, the last
+    within `error_window`: named by pattern and rate. Recovery asks this same function."""
+    last = act.last_error
+    if act.error_streak < th.fail_streak or last is None:
+        return None
+    if last.ts is not None and now - last.ts > th.error_window:
+        return None  # the run of errors is over: nothing new for a whole window
+    recent = [t for t in act.error_times if now - t <= th.error_window]
+    count = len(recent) if recent else act.error_streak
+    pattern = last.pattern or "error"
+    plural = "s" if count != 1 else ""
+    said = (last.text or last.error or "").strip().splitlines()
+    template = f"{count} {quote(pattern)} error{plural} in the last {_secs(th.error_window)}"
+    if act.error_streak > count:
+        template += f", {act.error_streak} since the last success"
+    if said:
+        template += f" (last {{last_error}} ago: {quote(said[0][:100])})"
+    template += f" [threshold {th.fail_streak} in a row]"
+    return Reason.judged(
+        "struggling.errors", template, now, count=count, pattern=pattern, window_s=th.error_window,
+        streak=act.error_streak, last_error=last.ts, threshold=th.fail_streak,
+    )
 
 
 def _stuck(obs: Observation, now: float, th: Thresholds) -> list[Reason]:
     act = obs.activity
     reasons = []
     if act.loop_count >= th.loop_repeats:
-        reasons.append(_reason(
+        reasons.append(Reason.judged(
             "stuck.loop",
-            f"the same call repeated {act.loop_count} times in a row: {_call_text(act.loop_call)}"
-            f" [threshold {th.loop_repeats}]",
+            f"the same call repeated {act.loop_count} times in a row: {quote(_call_text(act.loop_call))}"
+            f" [threshold {th.loop_repeats}]", now, count=act.loop_count, threshold=th.loop_repeats,
         ))
-    if obs.proc is not None and obs.proc.cpu_active:
+    proc = obs.proc
+    if proc is not None and proc.alive and proc.stopped:
+        reasons.insert(0, Reason.judged(
+            "stuck.stopped",
+            f"process {obs.pid} is stopped (SIGSTOP, ctrl-Z or a debugger): it cannot make"
+            " progress until it is continued (SIGCONT)", now, pid=obs.pid,
+        ))
+        return reasons
+    if proc is not None and proc.cpu_active:
         # The latest process look saw the tree using CPU: busy now, whatever the clock says
         # since that look (looks are seconds apart; a lease may expire in between).
         return reasons
-    life, what = last_sign_of_life(obs)
+    life, life_what = last_sign_of_life(obs)
+    done, done_what = last_progress(obs)
+    threshold = f" [threshold {ago(th.stuck_after)}]"
+    if done is not None and now - done > th.stuck_after:
+        alive = (life is not None and now - life <= th.stuck_after) or (
+            obs.pid is not None and proc is not None and proc.alive and not proc.access_denied)
+        if alive:
+            template = f"alive but no output and no CPU use for {{since}} (last progress: {done_what})"
+            if life is not None and life > done:
+                template += f"; it is alive: {life_what} {{last_life}} ago"
+            if obs.pid is not None and proc is not None and proc.alive:
+                template += f"; process {obs.pid} is idle"
+            reasons.append(Reason.judged(
+                "stuck.idle", template + threshold, now, since=done, last_life=life,
+                threshold_s=th.stuck_after,
+            ))
+            return reasons
     if life is not None and now - life > th.stuck_after:
-        detail = (
-            f"no sign of life for {ago(now - life)} (last: {what}) [threshold {ago(th.stuck_after)}]"
-        )
-        if obs.pid is not None and obs.proc is not None and obs.proc.alive:
-            detail += f"; process {obs.pid} is alive but idle"
+        template = f"no sign of life for {{since}} (last: {life_what})"
         if act.pending and obs.agent_alive is False:
-            detail += f"; {_call_text(act.pending[-1])} never got a result and no agent process runs"
-        reasons.append(_reason("stuck.silent", detail))
+            template += f"; {quote(_call_text(act.pending[-1]))} never got a result and no agent process runs"
+        reasons.append(Reason.judged(
+            "stuck.silent", template + threshold, now, since=life, threshold_s=th.stuck_after,
+        ))
     elif obs.ready_until is not None and now > obs.ready_until and (life is None or life <= obs.ready_until):
-        reasons.append(_reason(
+        reasons.append(Reason.judged(
             "stuck.lease",
-            f"heartbeat lease expired {ago(now - obs.ready_until)} ago with no heartbeat,"
-            f" log append or CPU use since",
+            "heartbeat lease expired {expired_at} ago with no heartbeat, log append or CPU use since",
+            now, expired_at=obs.ready_until,
         ))
     return reasons
 
@@ -180,25 +279,69 @@ def _liveness(obs: Observation) -> list[Reason]:
     return []
 
 
+def waiting_for_person(obs: Observation, now: float, th: Thresholds) -> Reason | None:
+    """Blocked on a person: a source said so (a `waiting` event not yet answered), or a
+    transcript's last tool call has had no result for `approval_after` while its agent process
+    runs and idles (a permission prompt), or it asked a question."""
+    act = obs.activity
+    if act.waiting is not None:
+        said = (act.waiting.text or "").strip()
+        template = "blocked on a person" + (f": {quote(said[:160])}" if said else "")
+        if act.waiting.ts is not None:
+            template += " (for {asked_at})"
+        return Reason.judged("waiting.person", template, now, asked_at=act.waiting.ts,
+                             reason=said or None)
+    if obs.status is not None or not act.pending or not obs.agent_alive or obs.agent_busy:
+        return None
+    call = act.pending[-1]
+    if call.ts is None or call.tool in POLLING_TOOLS or act.turn != "running":
+        return None
+    if act.last_event_at is not None and act.last_event_at > call.ts:
+        return None  # something happened since the call (a heartbeat of a running command)
+    what = quote(_call_text(call))
+    if call.tool in QUESTION_TOOLS:
+        return Reason.judged("waiting.question", f"asked the person a question ({what}) {{asked_at}} ago",
+                             now, asked_at=call.ts, tool=call.tool)
+    if now - call.ts < th.approval_after:
+        return None
+    return Reason.judged(
+        "waiting.approval",
+        f"{what} has had no result for {{asked_at}} while the agent idles: likely a permission"
+        f" prompt [threshold {_secs(th.approval_after)}]", now, asked_at=call.ts, tool=call.tool,
+        threshold_s=th.approval_after,
+    )
+
+
 def _running(obs: Observation, now: float, th: Thresholds) -> Health:
     """The rules for a task that is (or claims to be) running."""
     failed = _liveness(obs)
     stuck = _stuck(obs, now, th)
-    struggling = _struggling(obs.activity, th)
+    struggling = _struggling(obs.activity, now, th)
     if failed:
         return Health(Badge.FAILED, tuple(failed + stuck + struggling))
+    if stuck and stuck[0].rule == "stuck.stopped":
+        return Health(Badge.STUCK, tuple(stuck + struggling))
+    waiting = waiting_for_person(obs, now, th)
+    if waiting is not None:
+        return Health(Badge.WAITING, (waiting, *struggling))
     if stuck:
         return Health(Badge.STUCK, tuple(stuck + struggling))
     if struggling:
         return Health(Badge.STRUGGLING, tuple(struggling))
-    life, what = last_sign_of_life(obs)
     if obs.proc is not None and obs.proc.cpu_active:
         kids = len(obs.proc.children)
         extra = f" ({kids} child process{'es' if kids != 1 else ''})" if kids else ""
         return Health(Badge.HEALTHY, (_reason("busy", f"process tree of {obs.pid} is using CPU{extra}"),))
-    if life is None:
-        return Health(Badge.HEALTHY, (_reason("active", "running; no activity recorded yet"),))
-    return Health(Badge.HEALTHY, (_reason("active", f"last sign of life {ago(now - life)} ago ({what})"),))
+    done, what = last_progress(obs)
+    if done is not None:
+        return Health(Badge.HEALTHY, (Reason.judged(
+            "active", f"last progress {{since}} ago ({what})", now, since=done),))
+    life, life_what = last_sign_of_life(obs)
+    if life is not None:
+        return Health(Badge.HEALTHY, (Reason.judged(
+            "active", f"alive ({life_what} {{last_life}} ago); no progress recorded yet", now,
+            last_life=life),))
+    return Health(Badge.HEALTHY, (_reason("active", "running; no activity recorded yet"),))
 
 
 def _from_status(obs: Observation, now: float, th: Thresholds) -> Health:
@@ -227,7 +370,13 @@ def _from_turns(obs: Observation, now: float, th: Thresholds) -> Health:
     """Transcripts have no status file: judge from the last turn and the agent process."""
     act = obs.activity
     if act.turn == "aborted":
-        return Health(Badge.FAILED, (_reason("turn.aborted", f"last turn was aborted{_said(act.turn_text)}"),))
+        said = _said(act.turn_text)
+        if obs.agent_alive is False:
+            return Health(Badge.COMPLETED, (_reason(
+                "turn.aborted", f"interrupted by the person{said}; no agent process runs"),))
+        return Health(Badge.WAITING, (Reason.judged(
+            "waiting.interrupted", f"interrupted by the person {{asked_at}} ago{quote(said)};"
+            " waiting for them", now, asked_at=act.turn_at),))
     if act.turn == "api_error":
         return Health(Badge.FAILED, (_reason("turn.api_error", f"last turn ended on an API error{_said(act.turn_text)}"),))
     tentative = act.turn_text in TENTATIVE_ENDS and act.turn_at is not None and now - act.turn_at < TURN_SETTLE
@@ -235,8 +384,10 @@ def _from_turns(obs: Observation, now: float, th: Thresholds) -> Health:
         if obs.agent_alive:
             return Health(Badge.COMPLETED, (_reason("turn.ended", "turn ended, waiting for input"),))
         return Health(Badge.COMPLETED, (_reason("turn.ended", "last turn ended; nothing of it still runs"),))
-    if act.turn is None and act.last_event_at is None and obs.last_append is None:
-        return Health(Badge.UNKNOWN, (_reason("status.unknown", "no turns recorded yet"),))
+    if act.turn is None:
+        # A file's mtime alone is no life: a session with no model turn (only local commands,
+        # a title, a snapshot) cannot be judged.
+        return Health(Badge.UNKNOWN, (_reason("status.unknown", "no model turn recorded"),))
     return _running(obs, now, th)
 
 
@@ -254,11 +405,17 @@ def next_check(obs: Observation, now: float, th: Thresholds, refresh: float = 15
     no new data, `assess` would say the same: the engine skips it."""
     due = now + refresh
     life, _ = last_sign_of_life(obs)
+    done, _ = last_progress(obs)
     act = obs.activity
+    last_error = act.last_error.ts if act.last_error is not None else None
+    call = act.pending[-1].ts if act.pending else None
     for t in (
         life + th.stuck_after if life is not None else None,
+        done + th.stuck_after if done is not None else None,
         obs.ready_until,
         act.turn_at + TURN_SETTLE if act.turn_at is not None and act.turn_text in TENTATIVE_ENDS else None,
+        last_error + th.error_window if last_error is not None else None,
+        call + th.approval_after if call is not None else None,
     ):
         if t is not None and now < t < due:
             due = t
@@ -279,5 +436,10 @@ def roll_up(own: Health, children: Iterable[tuple[str, Health]]) -> Health:
             worst_name, worst = name, health
     if worst_name is None:
         return own
-    why = Reason("rollup", f"child {worst_name} is {worst.badge.value}: {worst.summary}")
+    first = worst.reasons[0] if worst.reasons else None
+    why = Reason(
+        "rollup", f"child {worst_name} is {worst.badge.value}: {worst.summary}",
+        dict(first.evidence) if first else {},
+        f"child {quote(worst_name)} is {worst.badge.value}: {first.template}" if first and first.template else None,
+    )
     return Health(worst.badge, (why, *own.reasons))

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any, overload
 
 from bgmon.clip import clip_optional
+from bgmon.timefmt import ago, iso
 
 
 class Badge(StrEnum):
@@ -20,6 +21,7 @@ class Badge(StrEnum):
     FAILED = "failed"
     COMPLETED = "completed"
     UNKNOWN = "unknown"
+    WAITING = "waiting"  # blocked on a person: a permission prompt, a question, an interrupt
 
     @property
     def severity(self) -> int:
@@ -34,14 +36,21 @@ class Badge(StrEnum):
     def is_fault(self) -> bool:
         return self in FAULTS
 
+    @property
+    def needs_person(self) -> bool:
+        """A fault, or waiting for a person's answer: what the faults-only view shows."""
+        return self in ATTENTION
 
+
+# Waiting sorts right after the faults: it needs a person, but nothing is broken.
 _SEVERITY = {
     Badge.COMPLETED: 0,
     Badge.HEALTHY: 1,
     Badge.UNKNOWN: 2,
-    Badge.STRUGGLING: 3,
-    Badge.STUCK: 4,
-    Badge.FAILED: 5,
+    Badge.WAITING: 3,
+    Badge.STRUGGLING: 4,
+    Badge.STUCK: 5,
+    Badge.FAILED: 6,
 }
 _GLYPH = {
     Badge.HEALTHY: "✓",
@@ -50,8 +59,11 @@ _GLYPH = {
     Badge.FAILED: "✗",
     Badge.COMPLETED: "●",
     Badge.UNKNOWN: "?",
+    Badge.WAITING: "⚑",
 }
+# `--once` exits 1 when a task has one of these (unless --fail-on says otherwise).
 FAULTS = frozenset({Badge.STRUGGLING, Badge.STUCK, Badge.FAILED})
+ATTENTION = FAULTS | {Badge.WAITING}
 
 
 class EventKind(StrEnum):
@@ -73,6 +85,8 @@ class EventKind(StrEnum):
     META = "meta"  # session facts: cwd, session id
     TASK_ITEM = "task_item"  # one item of an agent's task board: call_id = item id,
     #                          input = pending|in_progress|completed|deleted, text = its title
+    WAITING = "waiting"  # blocked on a person (text: why: a permission prompt, a question)
+    RESUMED = "resumed"  # running again after WAITING
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -94,25 +108,73 @@ class Event:
     total: int | None = None
     text: str | None = None
     cwd: str | None = None
+    source: str | None = None  # "bgmon" when bgmon run wrote it about the command: life, not progress
+    pattern: str | None = None  # the failure pattern an ERROR was classified as
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.kind.value}
-        for name in ("ts", "tool", "call_id", "input", "ok", "error", "done", "total", "text", "cwd"):
+        for name in ("ts", "tool", "call_id", "input", "ok", "error", "done", "total", "text", "cwd",
+                     "source", "pattern"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         return out
 
 
+# Evidence keys holding a moment (epoch seconds): shown as ISO 8601 in JSON, as an age in views.
+MOMENTS = frozenset({"since", "last_progress", "last_life", "expired_at", "asked_at", "last_error"})
+
+
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One piece of evidence behind a badge: which rule fired and what was observed."""
+    """One piece of evidence behind a badge: which rule fired and what was observed.
+
+    `detail` is the sentence as judged. `evidence` holds the facts behind it (moments in epoch
+    seconds, counts, thresholds in seconds), and `template` the sentence with `{KEY}` where an
+    age since the moment `evidence[KEY]` goes: views format it when they draw, so an age in a
+    reason never goes stale (`bgmon.views.evidence.reason_text`)."""
 
     rule: str
     detail: str
+    evidence: dict[str, Any] = field(default_factory=dict, hash=False)
+    template: str | None = None
 
-    def to_json(self) -> dict[str, str]:
-        return {"rule": self.rule, "detail": self.detail}
+    @classmethod
+    def judged(cls, rule: str, template: str, now: float, **evidence: Any) -> Reason:
+        """A reason whose `template` names moments of `evidence` as `{KEY}` (ages at `now`).
+        Text from outside (a tool's input, an error line) must be passed through `quote`."""
+        reason = cls(rule, "", evidence, template)
+        return cls(rule, reason.at(now), evidence, template)
+
+    def at(self, now: float) -> str:
+        """The sentence with every age counted up to `now` (views call this when they draw)."""
+        if not self.template:
+            return self.detail
+        ages = {
+            key: ago(now - value) for key, value in self.evidence.items()
+            if key in MOMENTS and isinstance(value, int | float)
+        }
+        try:
+            return self.template.format_map(ages)
+        except (KeyError, ValueError, IndexError):
+            return self.detail or self.template
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rule": self.rule, "detail": self.detail}
+        for key, value in self.evidence.items():
+            if key in ("rule", "detail"):
+                continue
+            out[key] = _iso(value) if key in MOMENTS and isinstance(value, int | float) else value
+        return out
+
+
+def _iso(ts: float) -> str | None:
+    return iso(ts)
+
+
+def quote(text: str) -> str:
+    """Outside text made safe to put into a `Reason` template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +185,10 @@ class Health:
     @property
     def summary(self) -> str:
         return self.reasons[0].detail if self.reasons else ""
+
+    def summary_at(self, now: float) -> str:
+        """The first reason as of `now` (what one-line views show after the badge)."""
+        return self.reasons[0].at(now) if self.reasons else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +213,7 @@ class ProcFacts:
     children: tuple[int, ...] = ()
     name: str = ""
     access_denied: bool = False
+    stopped: bool = False  # stopped by a signal (SIGSTOP, ctrl-Z) or a tracer: makes no progress
     started: float | None = None  # create time (epoch s): tells a reused pid from the task's
 
 

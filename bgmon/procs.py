@@ -30,6 +30,7 @@ TREE_REFRESH = 30.0
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _GONE = (b"Z", b"X", b"x")  # zombie, dead
+_STOPPED = (b"T", b"t")  # stopped by a signal (SIGSTOP, ctrl-Z), or by a tracer
 _PROC = os.path.isdir("/proc/self/task")  # Linux's /proc: read directly
 
 
@@ -47,6 +48,10 @@ class Stat:
     @property
     def gone(self) -> bool:
         return self.state in _GONE
+
+    @property
+    def stopped(self) -> bool:
+        return self.state in _STOPPED
 
 
 _boot: float | None = None
@@ -234,7 +239,9 @@ class ProcessTable:
                 if (pid in light and cached is not None and now - cached[0] < TREE_REFRESH
                         and cached[1].started == st.started):
                     # Not sampled now, so not "busy now": the log is what proves progress.
-                    quiet = cached[1] if not cached[1].cpu_active else replace(cached[1], cpu_active=False)
+                    quiet = cached[1]
+                    if quiet.cpu_active or quiet.stopped != st.stopped:
+                        quiet = replace(quiet, cpu_active=False, stopped=st.stopped)
                     self._facts[pid] = (cached[0], quiet)
                     out[pid] = quiet
                     continue
@@ -262,7 +269,7 @@ class ProcessTable:
         active = previous is not None and previous[0] == root.started and cpu - previous[1] > 0.005
         return ProcFacts(
             pid=root.pid, alive=True, cpu_seconds=cpu, cpu_active=active, rss=rss,
-            children=tuple(tree), name=root.name, started=root.started,
+            children=tuple(tree), name=root.name, started=root.started, stopped=root.stopped,
         )
 
     def agent_cwds(self) -> dict[str, list[int]]:
@@ -312,4 +319,5 @@ def _psutil_facts(pid: int, last_cpu: dict[int, tuple[float, float]]) -> ProcFac
     last_cpu[pid] = (started, cpu)
     active = previous is not None and previous[0] == started and cpu - previous[1] > 0.005
     return ProcFacts(pid=pid, alive=True, cpu_seconds=cpu, cpu_active=active, rss=rss,
-                     children=tuple(p.pid for p in tree), name=name, started=started)
+                     children=tuple(p.pid for p in tree), name=name, started=started,
+                     stopped=status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP))

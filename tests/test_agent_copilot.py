@@ -74,7 +74,7 @@ def test_failed_tools_aborts_and_errors(tmp_path):
     append_lines(tmp_path / "session-state" / SID / "events.jsonl", start(),
                  ev("user.message", {"content": "go"}), ev("abort", {"reason": "user initiated"}))
     (snap,) = look(tmp_path)
-    assert snap.health.reasons[0].rule == "turn.aborted"
+    assert snap.health.reasons[0].rule == "waiting.interrupted"  # the person stopped it: not a failure
 
 
 def test_a_plain_answer_ends_the_turn_and_a_running_subagent_keeps_it_open(tmp_path):

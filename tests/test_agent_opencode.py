@@ -102,7 +102,7 @@ def test_storage_session_failures_progress_and_subagents(tmp_path):
     assert child.parent == "opencode:ses_main" and child.health.badge.value == "completed"
 
 
-def test_aborted_and_api_errors_end_the_turn_as_failed(tmp_path):
+def test_aborted_waits_for_the_person_and_api_errors_fail(tmp_path):
     st = Storage(tmp_path)
     st.session("ses_a")
     st.message("ses_a", USER, {"type": "text", "text": "go"})
@@ -111,7 +111,9 @@ def test_aborted_and_api_errors_end_the_turn_as_failed(tmp_path):
     st.message("ses_b", USER, {"type": "text", "text": "go"})
     st.message("ses_b", assistant(finish=None, error={"name": "APIError", "data": {"message": "overloaded"}}))
     snaps = look(tmp_path)
-    assert snaps["opencode:ses_a"].health.reasons[0].rule == "turn.aborted"
+    # An interrupt is the person's doing: waiting for them, not a failure (issue 9).
+    assert snaps["opencode:ses_a"].health.reasons[0].rule == "waiting.interrupted"
+    assert snaps["opencode:ses_a"].health.badge.value == "waiting"
     assert snaps["opencode:ses_b"].health.reasons[0].rule == "turn.api_error"
 
 

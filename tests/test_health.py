@@ -199,10 +199,13 @@ def test_transcript_turn_ended_is_completed_and_says_waiting_when_process_alive(
     assert h.badge is Badge.COMPLETED and "nothing of it still runs" in h.summary
 
 
-def test_transcript_aborted_or_api_error_fails():
+def test_transcript_interrupted_waits_for_the_person_and_api_error_fails():
     act = fold(turn(EventKind.TURN_START), turn(EventKind.TURN_ABORTED, "[Request interrupted by user]"))
     h = assess(Observation(source="claude", activity=act), NOW, TH)
-    assert h.badge is Badge.FAILED and rules(h) == ["turn.aborted"]
+    assert h.badge is Badge.WAITING and rules(h) == ["waiting.interrupted"]
+    # The agent process is gone: the person ended the session; nothing waits and nothing failed.
+    h = assess(Observation(source="claude", activity=act, agent_alive=False), NOW, TH)
+    assert h.badge is Badge.COMPLETED and rules(h) == ["turn.aborted"]
     act = fold(turn(EventKind.TURN_START), turn(EventKind.API_ERROR, "overloaded"))
     h = assess(Observation(source="codex", activity=act), NOW, TH)
     assert h.badge is Badge.FAILED and "overloaded" in h.summary

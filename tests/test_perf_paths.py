@@ -67,7 +67,7 @@ def test_nesting_follows_a_parent_field_that_changes_later(ws):
 
 def test_text_refresh_copies_a_snapshot_only_when_its_text_changed(ws):
     clock = Clock(time.time())
-    ws.task("t", name="t", updatedAt=clock.t)
+    ws.task("t", name="t", updatedAt=clock.t, timestamp=clock.t)
     m = Monitor(ws.config(), clock=clock)
     m.sweep()
     m.evaluate()

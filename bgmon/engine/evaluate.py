@@ -57,11 +57,13 @@ def observe(record: TaskRecord) -> Observation:
         ready_until=parse_time(fields.get("readyUntil")),
         # A file listing many tasks changes when any of them does: not this task's life.
         status_written_at=record.status.mtime if record.status and not record.spec.entry else None,
+        status_progress_at=record.progress_at,
         exit_code=fields.get("exitCode"),
         error=str(fields["error"]) if fields.get("error") is not None else None,
         last_append=max(mtimes) if mtimes else None,
         last_cpu=record.last_cpu,
         agent_alive=record.agent_alive,
+        agent_busy=record.agent_busy,
         activity=record.activity.summary(),
     )
 

@@ -22,11 +22,16 @@ from bgmon.model import Acknowledged, TaskSnapshot
 from bgmon.procs import ProcessTable
 from bgmon.sources.discover import Found, GitWorktrees, discover
 
-PROGRESS_WINDOW = 60.0  # seconds: a log appended within this proves progress (no CPU sample)
+PROGRESS_WINDOW = 60.0  # seconds: logged progress within this needs no CPU sample
 
 
-def _last_append(record: TaskRecord) -> float:
-    return max((f.reader.mtime or 0.0 for f in record.feeds.values()), default=0.0)
+def _last_progress(record: TaskRecord) -> float:
+    """When the task's own log last showed progress. Heartbeats and `bgmon run`'s own lines
+    append too, but prove only life (health.last_progress): those tasks get a full look."""
+    act = record.activity
+    if act.untimed_progress:
+        return max((f.reader.mtime or 0.0 for f in record.feeds.values()), default=0.0)
+    return act.last_progress_at or 0.0
 
 
 class Monitor:
@@ -114,10 +119,12 @@ class Monitor:
         # A task whose log grew lately proves progress by itself: its process gets a liveness
         # read only (its tree's CPU would not change the verdict), the tree now and then.
         recent = now - min(PROGRESS_WINDOW, self.config.thresholds.stuck_after / 2)
-        light = {r.pids[0] for r in involved if r.pids[0] and _last_append(r) >= recent}
-        facts = self.procs.look({p for r in involved for p in r.pids if p}, light=light)
+        light = {r.pids[0] for r in involved if r.pids[0] and _last_progress(r) >= recent}
         wants_agents = match and any(r.spec.transcript for r in involved)
         self._agent_cwds = self.procs.agent_cwds() if wants_agents else {}
+        # Agent processes are looked at too: an idle agent with a call pending is waiting.
+        agents = {p for pids in self._agent_cwds.values() for p in pids}
+        facts = self.procs.look({p for r in involved for p in r.pids if p} | agents, light=light)
         for record in involved:
             pid, sup_pid = record.pids
             proc = facts.get(pid) if pid else None
@@ -129,10 +136,12 @@ class Monitor:
                 record.last_cpu = now
             if record.spec.transcript and match:
                 cwd = record.activity.cwd
-                alive = bool(cwd and cwd in self._agent_cwds)
-                if alive != record.agent_alive:
+                pids = self._agent_cwds.get(cwd, ()) if cwd else ()
+                alive = bool(pids)
+                busy = any(f.cpu_active for p in pids if (f := facts.get(p)) is not None)
+                if alive != record.agent_alive or busy != record.agent_busy:
                     record.dirty = True
-                record.agent_alive = alive
+                record.agent_alive, record.agent_busy = alive, busy
 
     # -- health ----------------------------------------------------------------------------
 
@@ -189,7 +198,8 @@ def collect(config: Config, clock: Callable[[], float] = time.time) -> Monitor:
     monitor = Monitor(config, clock=clock)
     monitor.sweep()
     monitor.look_procs()
-    if any(r.fields.get("pid") for r in monitor.tasks.values()) and config.cpu_sample > 0:
+    # Two looks tell busy from idle: for tasks' processes, and for agents a transcript matched.
+    if config.cpu_sample > 0 and any(r.fields.get("pid") or r.agent_alive for r in monitor.tasks.values()):
         time.sleep(config.cpu_sample)
         monitor.look_procs()
     monitor.evaluate()

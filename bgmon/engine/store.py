@@ -21,6 +21,7 @@ from bgmon.sources.discover import TaskSpec, named_logs, worktree_logs
 from bgmon.sources.document import DocumentReader
 from bgmon.sources.status import StatusReader
 from bgmon.sources.tail import TailReader
+from bgmon.timefmt import parse_time
 
 _BIG = 1 << 53  # beyond this a "count" is junk (and JSON consumers lose precision)
 _PID_MAX = 1 << 22  # Linux's pid_max ceiling
@@ -64,6 +65,9 @@ class TaskRecord:
     supervisor: ProcFacts | None = None
     last_cpu: float | None = None
     agent_alive: bool | None = None
+    agent_busy: bool | None = None
+    progress_sig: object = None  # status.json's (progress, step): a change is progress
+    progress_at: float | None = None  # … and when it last changed
     pids: tuple[int | None, int | None] = (None, None)  # (pid, supervisorPid) from status.json
     fault: str | None = None  # an unexpected error reading this task's files
     # Set whenever any of the above changed; cleared by the evaluator once it has judged it.
@@ -101,6 +105,7 @@ class TaskStore:
         if old is not None:
             record.status, record.feeds, record.activity = old.status, old.feeds, old.activity
             record.pids, record.last_cpu, record.document = old.pids, old.last_cpu, old.document
+            record.progress_sig, record.progress_at = old.progress_sig, old.progress_at
         if spec.document and (record.document is None or record.document.path != spec.document):
             fmt = doc_format(spec.fmt)
             record.document = DocumentReader(spec.document, fmt) if fmt is not None else None
@@ -129,6 +134,7 @@ class TaskStore:
             record.dirty = True
             fields = record.fields
             record.pids = (as_pid(fields.get("pid")), as_pid(fields.get("supervisorPid")))
+            _note_progress(record, fields)
         if record.document is not None and record.document.read():
             # The document holds the whole session: its events replace what we had.
             record.activity = Activity()
@@ -228,3 +234,17 @@ class TaskStore:
     def watch_dirs(self) -> set[str]:
         """The directories of every file a task is read from."""
         return {os.path.dirname(path) for path in self.by_file}
+
+
+def _note_progress(record: TaskRecord, fields: dict) -> None:
+    """A changed progress or step in status.json is progress; a rewrite that only moves
+    `updatedAt` is life. Dated by the file's own `updatedAt` (its mtime if it has none)."""
+    sig = (repr(fields.get("progress")), repr(fields.get("step")))
+    if sig == record.progress_sig:
+        return
+    first = record.progress_sig is None
+    record.progress_sig = sig
+    if first and sig == ("None", "None"):
+        return
+    status = record.status
+    record.progress_at = parse_time(fields.get("updatedAt")) or (status.mtime if status else None)

@@ -14,6 +14,8 @@ _KINDS = {
     "error": EventKind.ERROR,
     "message": EventKind.MESSAGE,
     "heartbeat": EventKind.HEARTBEAT,
+    "waiting": EventKind.WAITING,  # blocked on a person; `text` says on what
+    "resumed": EventKind.RESUMED,  # running again
 }
 
 
@@ -63,5 +65,7 @@ def parse(obj: dict) -> list[Event] | None:
             done=_int(obj.get("done")),
             total=_int(obj.get("total")),
             text=_text(text),
+            source=_text(obj.get("source"), 40) if isinstance(obj.get("source"), str) else None,
+            pattern=_text(obj.get("pattern"), 80) if isinstance(obj.get("pattern"), str) else None,
         )
     ]

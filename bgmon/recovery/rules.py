@@ -205,7 +205,11 @@ def _plan(
         state += f" ({redact(flat(snapshot.health.summary, 200))})"
     state += "."
 
+    if badge is Badge.WAITING:
+        return f"{state} It is waiting for a person, not broken: answer it where it runs.", 0.9, []
     if not badge.is_fault:
+        # The badge already asked health whether it is still failing (`error_burst`): a task
+        # that is not a fault is past any errors it logged.
         text = f"{state} Nothing to recover."
         if matches:
             names = ", ".join(m.pattern.name for m in matches)

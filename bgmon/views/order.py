@@ -95,4 +95,12 @@ def current(snaps: Iterable[TaskSnapshot], now: float, age_out: float) -> list[T
 
 
 def has_faults(snaps: Iterable[TaskSnapshot]) -> bool:
-    return any(s.needs_attention for s in snaps)
+    return has_badge(snaps)
+
+
+def has_badge(snaps: Iterable[TaskSnapshot], badges: frozenset[Badge] | None = None) -> bool:
+    """Does any task have one of `badges` (default: the faults) that nobody acknowledged?
+    `--once`'s exit status (`--fail-on` chooses the badges)."""
+    if badges is None:
+        return any(s.needs_attention for s in snaps)
+    return any(s.health.badge in badges and s.ack is None for s in snaps)

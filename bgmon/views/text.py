@@ -29,6 +29,7 @@ COLOUR_STYLES = {
     Badge.FAILED: "bold red",
     Badge.COMPLETED: "blue",
     Badge.UNKNOWN: "dim",
+    Badge.WAITING: "bold cyan",
 }
 # Without colour (NO_COLOR), weight and reverse video carry the severity: the worst badges
 # stand out most, and none is dimmed (a terminal turns colours into greys of poor contrast).
@@ -65,11 +66,12 @@ class _BadgeStyles(Mapping[Badge, str]):
 STYLES: Mapping[Badge, str] = _BadgeStyles()
 
 
-def badge_text(s: TaskSnapshot) -> Text:
+def badge_text(s: TaskSnapshot, now: float | None = None) -> Text:
     badge = s.health.badge
     text = Text(f"{badge.glyph} {badge.value}", style=STYLES[badge])
-    if badge is not Badge.HEALTHY and s.health.summary:
-        text.append(f": {s.health.summary}")
+    summary = s.health.summary if now is None else s.health.summary_at(now)
+    if badge is not Badge.HEALTHY and summary:
+        text.append(f": {summary}")
     return text
 
 
@@ -106,7 +108,7 @@ def task_line(s: TaskSnapshot, depth: int = 0, now: float | None = None) -> Text
         details.append(one_line(s.step, 60))
     line.append(": " + ", ".join(details) if details else "")
     line.append(" | ")
-    line.append_text(badge_text(s))
+    line.append_text(badge_text(s, now))
     if s.ack is not None:
         line.append(f" ({ack_words(s)})", style="dim")
     return line

@@ -128,3 +128,18 @@ async def test_without_inotify_the_app_says_so_and_keeps_following(home, monkeyp
         append_log(task, *failing(3, error="pytest: 12 failed"))
         await wait_for(pilot, lambda: badge_of(app, "worker") is Badge.STRUGGLING, what="struggling")
         assert "reading warning" in str(app.query_one("#status").render())
+
+
+async def test_a_task_blocked_on_a_person_shows_waiting_after_the_faults(home):
+    write_task(home, "broken", status="failed", exitCode=2)
+    write_task(home, "steady", events=[{"type": "step", "text": "compiling"}])
+    asker = write_task(home, "asker", events=[{"type": "waiting", "text": "approve: git push"}])
+    app = BgmonApp(config_for(home))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: badge_of(app, "asker") is Badge.WAITING, what="waiting")
+        assert "⚑ waiting" in row_text(app, "asker")
+        names = [n.data.name for n in app.sync.groups[str(home)].children]
+        assert names == ["broken", "asker", "steady"]
+        assert "1 ⚑ waiting" in app.sub_title
+        append_log(asker, {"type": "resumed"})
+        await wait_for(pilot, lambda: badge_of(app, "asker") is Badge.HEALTHY, what="running again")

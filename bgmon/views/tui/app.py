@@ -497,7 +497,7 @@ class BgmonApp(App[int]):
         """bgmon's own commands first; Textual's (theme, screenshot, keys…) after them."""
         yield SystemCommand("Filter tasks", "Type to filter by name, id, step or group  (key: /)", self.action_filter)
         yield SystemCommand("Clear the filter", "Show every task again  (key: esc)", self.action_clear_filter)
-        yield SystemCommand("Faults only", "Show only struggling, stuck and failed tasks, or all again  (key: f)",
+        yield SystemCommand("Faults only", "Show only struggling, stuck, failed and waiting tasks, or all again  (key: f)",
                             self.action_faults)
         yield SystemCommand("Cycle sort", "Badge severity → last activity → name  (key: s)", self.action_sort)
         yield SystemCommand("Help", "Keys and what each badge means  (key: ?)", self.action_help)

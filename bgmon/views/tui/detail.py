@@ -92,12 +92,12 @@ def render_task(s: TaskSnapshot, now: float, recovery: RenderableType | None = N
     if not s.health.reasons:
         parts.append(Text("no rule fired", style="dim"))
     for r in s.health.reasons:
-        parts.append(Text.assemble((f"{r.rule}  ", STYLES[badge]), r.detail))
+        parts.append(Text.assemble((f"{r.rule}  ", STYLES[badge]), r.at(now)))
     if s.own_health is not None:
         own = s.own_health.badge
         parts.append(Text.assemble(
             ("own badge before roll-up: ", "dim"), (f"{own.glyph} {own.value}", STYLES[own]),
-            (f" — {s.own_health.summary}" if s.own_health.summary else "", "dim"),
+            (f" — {s.own_health.summary_at(now)}" if s.own_health.summary else "", "dim"),
         ))
     if s.proc is not None or s.pid is not None:
         parts.append(heading("Process"))

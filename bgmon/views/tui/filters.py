@@ -25,7 +25,7 @@ def visible_keys(snaps: Mapping[str, TaskSnapshot], text: str = "", faults_only:
     for key, s in snaps.items():
         if key in hidden:
             continue
-        if faults_only and not s.health.badge.is_fault:
+        if faults_only and not s.health.badge.needs_person:
             continue
         if not matches(s, text):
             continue

@@ -17,7 +17,7 @@ KEYS = (
     ("↑ ↓  j k", "move between tasks"),
     ("enter  space", "expand or collapse a group or a task with sub-tasks"),
     ("/", "filter by text (name, id, step, group); esc clears it"),
-    ("f", "faults only: struggling, stuck, failed (parents kept for context)"),
+    ("f", "needs you: struggling, stuck, failed, waiting (parents kept for context)"),
     ("s", "cycle the sort: badge severity → last activity → name"),
     ("r", "recovery: diagnose the selected task, propose a fix (side panel)"),
     ("a", "approve: a prompt repeats the exact effect; y runs it, n/esc go back"),
@@ -30,11 +30,12 @@ KEYS = (
 )
 MEANINGS = {
     Badge.HEALTHY: "running and showing signs of life",
-    Badge.STRUGGLING: "tool calls keep failing (a streak, or half of the recent ones)",
-    Badge.STUCK: "no sign of life for too long, or the same call repeated in a loop",
+    Badge.STRUGGLING: "tool calls or errors keep failing (a streak, half the recent ones)",
+    Badge.STUCK: "alive but no progress (output, CPU) for too long, stopped, or looping",
     Badge.FAILED: "said it failed, or its process is gone without a final status",
     Badge.COMPLETED: "finished (or the agent's turn ended)",
     Badge.UNKNOWN: "not enough evidence to judge",
+    Badge.WAITING: "blocked on a person: a permission prompt, a question, an interrupt",
 }
 
 
