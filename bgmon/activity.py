@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from bgmon.model import Event, EventKind, Progress
+import orjson
+
+from bgmon.model import EXITED, Event, EventKind, Progress
 
 RECENT_EVENTS = 40
 # Tools whose whole point is to be called again with the same input (polling a background
@@ -153,12 +155,25 @@ class Activity:
         if ev.ok is None:
             return  # an interim report (e.g. "still running"); not a result
         self.results.append(ev.ok)
+        if ev.tool in POLLING_TOOLS and ev.text and ev.text.startswith(EXITED):
+            self._session_exited(ev)
         if ev.ok:
             self.fail_streak = 0
             self._succeeded()
         else:
             self.fail_streak += 1
             self.last_failure = ev
+
+    def _session_exited(self, ev: Event) -> None:
+        """A poll of a background session (Codex's write_stdin) found its process exited:
+        the session named in the poll's input is over (no other line may say so)."""
+        try:
+            args = orjson.loads(ev.input) if ev.input and ev.input.startswith("{") else None
+        except orjson.JSONDecodeError:
+            return
+        session = args.get("session_id") if isinstance(args, dict) else None
+        if isinstance(session, int | str) and not isinstance(session, bool):
+            self.background.discard(str(session))
 
     def _progress(self, ev: Event) -> None:
         if ev.done is not None and ev.total is not None and 0 <= ev.total < _BIG and ev.done < _BIG:
@@ -173,8 +188,8 @@ class Activity:
             self.step = ev.text
 
     def _step(self, ev: Event) -> None:
-        if ev.text:
-            self.step = ev.text
+        if ev.text is not None:
+            self.step = ev.text or None  # an empty step: nothing is in progress now
 
     def _turn_start(self, ev: Event) -> None:
         self._turn("running", ev)

@@ -42,7 +42,7 @@ def exit_for_signal(signum: int) -> int:
 
 
 SUBCOMMANDS = ("demo", "run", "watch", "wait", "ack", "propose", "approve", "reject", "history",
-               "report", "hooks")
+               "report", "hooks", "replay")
 SERVE = "serve"  # the live engine without a screen (the monitor's own options)
 
 EPILOG = """\
@@ -59,6 +59,7 @@ commands:
   bgmon history [TASK]            past health changes, proposals, decisions, results
   bgmon report                    summary of the journal
   bgmon hooks install|uninstall AGENT  let claude or codex report its state by hooks (--dry-run)
+  bgmon replay LOG... [--json]    the health rules over recorded logs, on their own clock
   (each takes --help)
 
 exit status (--once):
@@ -495,7 +496,31 @@ def _monitor_main(argv: list[str], serving: bool = False) -> int:
             server.shutdown()
 
 
+def _replay_main(argv: list[str]) -> int:
+    from bgmon import replay
+
+    p = _Parser(prog="bgmon replay", description="Run the health rules over recorded logs "
+                "(Claude, Codex, bgmon's own lines) on the logs' own clock and print the "
+                "timeline of badge changes. Thresholds come from the config, as for the monitor.")
+    p.add_argument("logs", nargs="+", metavar="LOG")
+    p.add_argument("--json", action="store_true", help="one JSON document")
+    p.add_argument("--stuck-after", type=_duration, help="override [health] stuck_after")
+    p.add_argument("--config", type=Path, help="TOML config (default $XDG_CONFIG_HOME/bgmon/config.toml)")
+    args = p.parse_args(argv)
+    config, _ = load_config(args.config, explicit=args.config is not None)
+    th = config.thresholds
+    if args.stuck_after is not None:
+        th = replace(th, stuck_after=args.stuck_after)
+    out, errors = replay.main(args.logs, th, args.json)
+    sys.stdout.write(out)
+    for e in errors:
+        print(f"bgmon replay: {e}", file=sys.stderr)
+    return EXIT_USAGE if errors else EXIT_OK
+
+
 def _subcommand_main(name: str, argv: list[str]) -> int:
+    if name == "replay":
+        return _replay_main(argv)
     if name == "hooks":
         from bgmon.hooks.install import main as hooks_main
 

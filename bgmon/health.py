@@ -62,6 +62,9 @@ class Observation:
     activity: ActivitySummary = ActivitySummary()
 
 
+# Claude Code's helper sub-agents (context compaction, prompt suggestions) are no workers: their
+# failures are not the session's, so they do not roll up into it.
+HELPER_AGENTS = ("agent-acompact", "agent-aprompt_suggestion", "agent-aside_question")
 # Tools that ask the person a question by design: pending means waiting for an answer.
 QUESTION_TOOLS = frozenset({"AskUserQuestion", "request_user_input"})
 
@@ -196,7 +199,8 @@ def error_burst(act: ActivitySummary, now: float, th: Thresholds) -> Reason | No
     pattern = last.pattern or "error"
     plural = "s" if count != 1 else ""
     said = (last.text or last.error or "").strip().splitlines()
-    template = f"{count} {quote(pattern)} error{plural} in the last {_secs(th.error_window)}"
+    named = f"{quote(last.pattern)} " if last.pattern else ""
+    template = f"{count} {named}error{plural} in the last {_secs(th.error_window)}"
     if act.error_streak > count:
         template += f", {act.error_streak} since the last success"
     if said:
@@ -432,6 +436,8 @@ def roll_up(own: Health, children: Iterable[tuple[str, Health]]) -> Health:
     """A parent shows the worst of itself and its children, saying which child it comes from."""
     worst_name, worst = None, own
     for name, health in children:
+        if name.startswith(HELPER_AGENTS):
+            continue  # a helper (compaction, prompt suggestions) is not the session's work
         if health.badge.severity > worst.badge.severity:
             worst_name, worst = name, health
     if worst_name is None:

@@ -89,6 +89,10 @@ class EventKind(StrEnum):
     RESUMED = "resumed"  # running again after WAITING
 
 
+# A TOOL_RESULT's text when the process behind the call exited: "exited N" (formats/codex.py).
+EXITED = "exited "
+
+
 @dataclass(slots=True, unsafe_hash=True)
 class Event:
     """One fact from a log line. Text fields are bounded by the adapters (see `clip`).

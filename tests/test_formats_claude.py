@@ -263,13 +263,14 @@ def test_retried_api_error_is_an_error_not_the_end_of_the_turn():
     assert events[0].text == "API error (retry 2/10): 529 overloaded"
 
 
-def test_turn_duration_ends_the_turn_and_other_system_lines_are_quiet():
+def test_turn_duration_and_stop_hooks_end_the_turn_and_other_system_lines_are_quiet():
     assert kinds(without_meta(parse(line("system", subtype="turn_duration", durationMs=341765)))) == [K.TURN_END]
     boundary = line("system", subtype="compact_boundary", content="Conversation compacted",
                     compactMetadata={"trigger": "auto", "preTokens": 170251})
     assert kinds(parse(boundary)) == [K.META]
+    # The Stop hooks run when the turn ends: the only end a thinking-only last reply shows.
     hooks = line("system", subtype="stop_hook_summary", hookCount=1, hookErrors=[])
-    assert kinds(parse(hooks)) == [K.META]
+    assert kinds(without_meta(parse(hooks))) == [K.TURN_END]
 
 
 # -- user lines --------------------------------------------------------------------------

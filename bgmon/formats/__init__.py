@@ -69,8 +69,9 @@ def checklist_events(
     if total == 0:
         return
     out.append(Event(EventKind.PROGRESS, ts=ts, done=done, total=total))
-    if isinstance(current, str) and current:
-        out.append(Event(EventKind.STEP, ts=ts, text=clip(current, 400)))
+    # Nothing in progress in the newest list: the old step is over (an empty STEP clears it).
+    step = clip(current, 400) if isinstance(current, str) and current else ""
+    out.append(Event(EventKind.STEP, ts=ts, text=step))
 
 
 def parser_for(name: str) -> Parser:

@@ -51,6 +51,7 @@ _NOTIFICATION = "<task-notification>"
 _BG_OK = {"completed": True, "failed": False, "error": False, "killed": None, "stopped": None}
 # progress line kinds worth a HEARTBEAT (hook_progress only accompanies calls we already see).
 _HEARTBEAT_KINDS = frozenset({"bash_progress", "agent_progress", "waiting_for_task"})
+_KILLERS = frozenset({"KillBash", "KillShell", "TaskStop"})
 
 
 def _ts(value: object) -> float | None:
@@ -227,6 +228,11 @@ def _tool_use(item: dict, ts: float | None, out: list[Event]) -> None:
         _todos(raw.get("todos"), ts, out)
     elif name == "TaskUpdate":
         _task_update(raw, ts, out)
+    elif isinstance(name, str) and name in _KILLERS:
+        # KillBash/KillShell end a background shell; no <task-notification> follows them.
+        shell = raw.get("shell_id") or raw.get("task_id")
+        if isinstance(shell, str) and shell:
+            out.append(Event(_BG_END, ts=ts, call_id=clip(shell, _ID), text="killed"))
 
 
 def _user(obj: dict, ts: float | None, out: list[Event]) -> None:
@@ -351,8 +357,10 @@ def _progress(obj: dict) -> list[Event]:
 
 def _system(obj: dict, ts: float | None, out: list[Event]) -> None:
     subtype = obj.get("subtype")
-    if subtype == "turn_duration":
-        out.append(Event(_TURN_END, ts=ts, text="turn_duration"))
+    if subtype == "turn_duration" or subtype == "stop_hook_summary":
+        # The turn's end when its last reply was thinking only (no text, no stop_reason): the
+        # Stop hooks ran, or the harness timed the turn.
+        out.append(Event(_TURN_END, ts=ts, text=subtype))
     elif subtype == "api_error":  # a retried API call; the final failure is an assistant line
         attempt, most = obj.get("retryAttempt"), obj.get("maxRetries")
         detail = _api_error_detail(obj.get("error")) or _api_error_detail(obj.get("cause"))
@@ -416,6 +424,14 @@ _HANDLERS = {
     "last-prompt": _nothing,
     "ai-title": _nothing,
     "custom-title": _nothing,
+    # Real record types of newer versions that say nothing about health: known, not warnings.
+    "permission-mode": _nothing,
+    "pr-link": _nothing,
+    "agent-name": _nothing,
+    "teleported-from": _nothing,
+    "world_state": _nothing,
+    "token_usage_record": _nothing,
+    "tag": _nothing,
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import orjson
 
 from bgmon.formats import canonical_input, checklist_events
-from bgmon.model import Event, EventKind, clip
+from bgmon.model import EXITED, Event, EventKind, clip
 from bgmon.timefmt import parse_time
 
 _TEXT = 400
@@ -31,6 +31,7 @@ _FAIL_PREFIXES = (
     "error: ",
 )
 _EXITED = "Process exited with code "
+EXITED_TEXT = EXITED
 _RUNNING = "Process running with session ID "
 
 
@@ -202,7 +203,9 @@ def _output(p: dict, ts: float | None) -> list[Event]:
         head = f"exit code {code}" if code is not None else ""
         error = clip(f"{head}: {detail}" if head and detail else head or detail or "failed", _TEXT)
     call_id = _str(p.get("call_id"), _ID)
-    out = [Event(EventKind.TOOL_RESULT, ts=ts, call_id=call_id, ok=ok, error=error)]
+    # "exited N" lets a write_stdin poll end the background session it named (activity.py).
+    said = f"{EXITED_TEXT}{code}" if code is not None else None
+    out = [Event(EventKind.TOOL_RESULT, ts=ts, call_id=call_id, ok=ok, error=error, text=said)]
     if session is not None:
         # The call returned while its process keeps running; `exec_command_end` ends it later.
         out.append(
@@ -289,7 +292,28 @@ def _event_msg(p: dict, ts: float | None) -> list[Event]:
         return [Event(EventKind.ERROR, ts=ts, text=_str(p.get("message"), _TEXT) or "stream error")]
     if kind == "exec_command_end":
         return _exec_end(p, ts)
+    if isinstance(kind, str) and kind in _ASKS:
+        return [Event(EventKind.WAITING, ts=ts, text=_ask_text(kind, p))]
     return []  # agent_message (repeats the message item), token_count, agent_reasoning, …
+
+
+# Codex asks the person before it runs a command or applies a patch (or asks a question).
+_ASKS = {
+    "exec_approval_request": "approve command",
+    "apply_patch_approval_request": "approve patch",
+    "patch_approval_request": "approve patch",
+    "request_user_input": "question",
+    "elicitation_request": "question",
+}
+
+
+def _ask_text(kind: str, p: dict) -> str:
+    what = _ASKS[kind]
+    command = p.get("command")
+    if isinstance(command, list):
+        command = " ".join(str(c) for c in command)
+    detail = command if isinstance(command, str) and command else p.get("reason") or p.get("message")
+    return clip(f"{what}: {detail}" if isinstance(detail, str) and detail else what, _TEXT) or what
 
 
 def _session_meta(p: dict, ts: float | None) -> list[Event]:
@@ -313,12 +337,36 @@ def _compacted(p: dict, ts: float | None) -> list[Event]:
     return []
 
 
+def _before_envelope(obj: dict) -> list[Event] | None:
+    """Rollouts from before `{timestamp, type, payload}` (mid-2025): a header line with the
+    session's id and start, `{"record_type": "state"}` lines, and bare response items (above)
+    that carry no time of their own."""
+    if "record_type" in obj:
+        return []
+    if "id" in obj and "timestamp" in obj:
+        return _session_meta(obj, _ts(obj.get("timestamp")))
+    return None
+
+
+_BARE_ITEMS = frozenset({
+    "message", "function_call", "function_call_output", "custom_tool_call",
+    "custom_tool_call_output", "local_shell_call", "reasoning",
+})
+
+
+def _nothing(p: dict, ts: float | None) -> list[Event]:
+    return []
+
+
 _HANDLERS = {
     "session_meta": _session_meta,
     "response_item": _response_item,
     "event_msg": _event_msg,
     "turn_context": _turn_context,
     "compacted": _compacted,
+    # Newer record types that say nothing about health: known, not warnings.
+    "world_state": _nothing,
+    "token_usage_record": _nothing,
 }
 
 
@@ -328,9 +376,11 @@ def parse(obj: dict) -> list[Event] | None:
         return None
     kind = obj.get("type")
     if not isinstance(kind, str):
-        return None
+        return _before_envelope(obj)
     handler = _HANDLERS.get(kind)
     if handler is None:
+        if kind in _BARE_ITEMS and "payload" not in obj:
+            return _response_item(obj, None)  # a rollout from before the envelope (mid-2025)
         return None
     payload = obj.get("payload")
     if not isinstance(payload, dict):
