@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from bgmon.model import Badge
 from tests.conftest import bgmon_cmd, wait_for
 
 SOURCES = ("--no-git", "--no-claude", "--no-codex")
@@ -167,3 +168,16 @@ def test_an_acknowledged_failure_does_not_end_the_wait(ws, isolated_home):
     code, out, err = finish(waiter)
     assert code == 0, err  # settled, and the only fault is acknowledged
     assert "(acknowledged" in out
+
+
+@pytest.mark.skipif(not hasattr(Badge, "WAITING"), reason="the waiting badge is not in this bgmon")
+def test_until_waiting(ws, isolated_home):
+    ws.task("asker", name="asker")
+    ws.log("asker", {"ts": time.time(), "type": "step", "text": "pushing"})
+    waiter = start_wait(ws, isolated_home, "asker", "--until", "waiting", "--timeout", "60s")
+    time.sleep(1.5)
+    assert waiter.poll() is None
+    ws.log("asker", {"ts": time.time(), "type": "waiting", "text": "approve: git push"})
+    code, _, err = finish(waiter)
+    assert code == 0, err
+    assert "every task is waiting" in err
