@@ -13,7 +13,7 @@ if [ "${1:-}" = "--record" ]; then
 fi
 failed=0
 start=$SECONDS
-for bench in startup ingest latency idle tui memory hooks history scale; do
+for bench in startup ingest latency idle tui memory hooks history scale run; do
   t0=$SECONDS
   # stdout (the JSON line) passes through; stderr is prefixed with the bench's name.
   # shellcheck disable=SC2086

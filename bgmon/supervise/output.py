@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -212,6 +213,7 @@ class EventLog:
 BACKLOG = 4 << 20  # bytes of output waiting to be logged; beyond this, output is not logged
 EOF_BACKLOG = 64 << 10  # … and once the command has exited
 PIPE_SIZE = 1 << 20
+SWITCH_INTERVAL = 0.0005  # seconds
 _GAP = None  # in the queue: output was left out of the log here
 
 
@@ -280,8 +282,10 @@ def pump(
 
     worker = threading.Thread(target=log_lines, name="bgmon-run-log", daemon=True)
     worker.start()
-    # The logging thread holds the GIL for up to a switch interval (5 ms) at a time; a 1 MiB
-    # pipe lets the command write that long without waiting for us (Linux; else 64 KiB).
+    # The logging thread holds the GIL for up to a switch interval at a time: make that short
+    # (bgmon run is its own process) and the pipe large (1 MiB on Linux, else 64 KiB), so the
+    # command can write meanwhile without waiting for us.
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
     with contextlib.suppress(OSError, AttributeError):
         fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
     try:
