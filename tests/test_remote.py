@@ -94,9 +94,12 @@ def test_follow_merges_a_remote_through_cmd_and_survives_a_cut(ws, far, isolated
         assert lines.until(lambda o: o.get("event") == "removed" and o["key"] == "@box") is not None
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
+    # Quitting is not the host's tasks going away: no `removed` lines on the way out.
+    tail = [orjson.loads(x) for x in (lines.buf + out).splitlines() if x.strip()]
+    assert not [o for o in tail if o.get("event") == "removed"]
     assert not [p for p in psutil.process_iter(["cmdline"])
                 if str(far.root) in " ".join(p.info["cmdline"] or ())], "the cmd: child outlived bgmon"
 

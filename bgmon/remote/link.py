@@ -113,7 +113,7 @@ class RemoteLink:
                 break
             delay = min(delay * 2, BACKOFF_MAX)
             self.reconnects += 1
-        self._drop_tasks()
+        # Stopped (bgmon is quitting): the host's tasks were not removed, so say nothing.
 
     # -- one connection ----------------------------------------------------------------------
 
