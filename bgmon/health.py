@@ -382,12 +382,16 @@ def _from_turns(obs: Observation, now: float, th: Thresholds) -> Health:
             "waiting.interrupted", f"interrupted by the person {{asked_at}} ago{quote(said)};"
             " waiting for them", now, asked_at=act.turn_at),))
     if act.turn == "api_error":
-        return Health(Badge.FAILED, (_reason("turn.api_error", f"last turn ended on an API error{_said(act.turn_text)}"),))
+        return Health(Badge.FAILED, (Reason(
+            "turn.api_error", f"last turn ended on an API error{_said(act.turn_text)}",
+            {"failed_at": act.turn_at}),))
     tentative = act.turn_text in TENTATIVE_ENDS and act.turn_at is not None and now - act.turn_at < TURN_SETTLE
     if act.turn == "ended" and not act.background and not tentative:
         if obs.agent_alive:
-            return Health(Badge.COMPLETED, (_reason("turn.ended", "turn ended, waiting for input"),))
-        return Health(Badge.COMPLETED, (_reason("turn.ended", "last turn ended; nothing of it still runs"),))
+            return Health(Badge.COMPLETED, (Reason(
+                "turn.ended", "turn ended, waiting for input", {"ended_at": act.turn_at}),))
+        return Health(Badge.COMPLETED, (Reason(
+            "turn.ended", "last turn ended; nothing of it still runs", {"ended_at": act.turn_at}),))
     if act.turn is None:
         # A file's mtime alone is no life: a session with no model turn (only local commands,
         # a title, a snapshot) cannot be judged.
@@ -432,12 +436,33 @@ def assess(obs: Observation, now: float, th: Thresholds) -> Health:
     return _from_status(obs, now, th)
 
 
+def _ended_at(health: Health) -> float | None:
+    """When a transcript's last turn ended (its own badge is completed by `turn.ended`)."""
+    first = health.reasons[0] if health.reasons else None
+    value = first.evidence.get("ended_at") if first is not None and first.rule == "turn.ended" else None
+    return value if isinstance(value, int | float) else None
+
+
+def _fault_at(health: Health) -> float | None:
+    """When a fault happened (a failure) or began (the last life before a silence)."""
+    first = health.reasons[0] if health.reasons else None
+    if first is None:
+        return None
+    value = first.evidence.get("failed_at", first.evidence.get("since"))
+    return value if isinstance(value, int | float) else None
+
+
 def roll_up(own: Health, children: Iterable[tuple[str, Health]]) -> Health:
     """A parent shows the worst of itself and its children, saying which child it comes from."""
     worst_name, worst = None, own
+    moved_on = _ended_at(own)
     for name, health in children:
         if name.startswith(HELPER_AGENTS):
             continue  # a helper (compaction, prompt suggestions) is not the session's work
+        if moved_on is not None and health.badge.is_fault:
+            when = _fault_at(health)
+            if when is not None and when < moved_on:
+                continue  # the parent's later turns went on past this child's fault
         if health.badge.severity > worst.badge.severity:
             worst_name, worst = name, health
     if worst_name is None:

@@ -126,7 +126,8 @@ class Event:
 
 
 # Evidence keys holding a moment (epoch seconds): shown as ISO 8601 in JSON, as an age in views.
-MOMENTS = frozenset({"since", "last_progress", "last_life", "expired_at", "asked_at", "last_error"})
+MOMENTS = frozenset({"since", "last_progress", "last_life", "expired_at", "asked_at", "last_error",
+                     "failed_at", "ended_at"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,3 +111,21 @@ def test_a_session_of_local_commands_only_is_unknown():
         act.extend(claude.parse({"type": "user", "timestamp": T, "cwd": "/w", "message": {"role": "user", "content": text}}))
     h = assess(Observation(source="claude", last_append=1770912145.0, activity=act.summary()), 1770912150.0, TH)
     assert h.badge is Badge.UNKNOWN
+
+
+def test_a_child_that_failed_before_its_parents_later_turns_ended_does_not_keep_it_failed():
+    from bgmon.activity import Activity as A
+    from bgmon.model import Event
+
+    def health(*events):
+        act = A()
+        act.extend(list(events))
+        return assess(Observation(source="claude", agent_alive=False, activity=act.summary()), 2000.0, TH)
+
+    child = health(Event(EventKind.TURN_START, ts=100.0, text="look"), Event(EventKind.API_ERROR, ts=110.0, text="overloaded"))
+    assert child.badge is Badge.FAILED and child.reasons[0].to_json()["failed_at"].endswith("Z")
+    later = health(Event(EventKind.TURN_START, ts=500.0, text="go on"), Event(EventKind.TURN_END, ts=600.0, text="end_turn"))
+    assert later.badge is Badge.COMPLETED
+    assert roll_up(later, [("agent-a2898e3", child)]).badge is Badge.COMPLETED
+    earlier = health(Event(EventKind.TURN_START, ts=50.0, text="go"), Event(EventKind.TURN_END, ts=60.0, text="end_turn"))
+    assert roll_up(earlier, [("agent-a2898e3", child)]).badge is Badge.FAILED  # failed after it
