@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -47,11 +47,11 @@ class Replay:
     fmt: str = "native"
     lines: int = 0
     skipped: int = 0  # not JSON objects, too long, or of a type the format does not know
-    changes: list[Change] | None = None
+    changes: list[Change] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"log": self.path, "format": self.fmt, "lines": self.lines, "skipped": self.skipped,
-                "timeline": [c.to_json() for c in self.changes or []]}
+                "timeline": [c.to_json() for c in self.changes]}
 
 
 def _objects(path: str, replay: Replay) -> Iterator[dict]:
@@ -82,7 +82,7 @@ def _observe(act: Activity, transcript: bool, start: float | None) -> Observatio
 
 def replay(path: str, th: Thresholds) -> Replay:
     """The timeline of one log. Raises OSError when it cannot be read."""
-    result = Replay(path=path, changes=[])
+    result = Replay(path=path)
     act = Activity()
     parse = None
     transcript = False
@@ -132,7 +132,7 @@ def render_text(replays: list[Replay]) -> str:
         out.append(f"{r.path} ({r.fmt}, {r.lines} lines" + (f", {r.skipped} skipped" if r.skipped else "") + ")")
         if not r.changes:
             out.append("  no timed events: nothing to judge")
-        for c in r.changes or []:
+        for c in r.changes:
             badge = c.health.badge
             why = c.health.reasons[0] if c.health.reasons else None
             rule = f"{why.rule}: {why.detail}" if why else ""
