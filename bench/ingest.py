@@ -175,7 +175,7 @@ def main() -> None:
         label = ("ingest: full parse of a Claude transcript, bgmon / orjson floor" if m["mix"] == MIXES[0]
                  else "ingest: the same, transcript without progress lines")
         rows.append((label, f"≥ {TARGET}",
-                     f"{m['ratio']:.2f} {common.verdict(m['ratio'] >= TARGET)} (rounds {spread}; "
+                     f"{m['ratio']:.3f} {common.verdict(m['ratio'] >= TARGET)} (rounds {spread}; "
                      f"{m['mb_per_s_cpu']['bgmon']:.0f} vs {m['mb_per_s_cpu']['floor_orjson']:.0f} MB/s, "
                      f"{m['file_mb']:.0f} MB)"))
     common.record(rows, quick, not args.no_record)

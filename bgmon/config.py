@@ -86,11 +86,14 @@ class Config:
     dirs: tuple[tuple[str, str], ...] = ()  # (agent, its home folder) instead of the default
     git: bool = True  # also ask `git worktree list` for worktrees of each root
     match_agents: bool = True  # look for claude/codex processes by working directory
-    # Seconds between safety sweeps in the live view, at least. While every directory is
-    # watched the sweep is only a safety net and stretches (up to 60 s) to stay under 0.2% of a
-    # core; with directories beyond the watch limit it keeps this pace.
+    # Seconds between safety sweeps in the live view, at least. While inotify works the full
+    # sweep is only a safety net and stretches (up to 60 s) to stay under 0.2% of a core;
+    # folders beyond the watch budget are polled at this pace; with no inotify at all,
+    # everything is swept at this pace.
     sweep_interval: float = 5.0
-    proc_interval: float = 2.0  # seconds between process looks in the live view
+    # Seconds between process looks in the live view, at least: with many live pids the looks
+    # space out (up to 10 s) to stay near 1% of a core.
+    proc_interval: float = 2.0
     cpu_sample: float = 0.3  # --once: seconds between its two CPU samples
     journal: str = ".agents/logs/background_monitoring.jsonl"  # relative to the first root
     # Let rule-based recovery act without a person on tasks that opted in (autoRecover: true).
