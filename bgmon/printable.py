@@ -36,6 +36,27 @@ def printable(text: str) -> str:
     return text if text.isprintable() else text.translate(_TABLE)
 
 
+# A field that is one line by nature (a task's name, id, group, step, an error summary, a path,
+# an argv word) must never start a new output line: its line breaks and tabs are shown too.
+# Every Unicode line break (str.splitlines) is covered: LF, CR, VT, FF, FS/GS/RS, NEL, LS, PS.
+_LINE_TABLE = {**_TABLE, 0x0A: 0x23CE, 0x09: 0x2409}  # ⏎ ␉ (CR → ␍, VT → ␋ … as above)
+_LINE_TABLE[0x85] = 0x23CE  # NEL
+_LINE_TABLE.update({0x2028: 0x23CE, 0x2029: 0x23CE})
+
+
+def single_line(text: str) -> str:
+    """`text` as one line: `printable`, and newline/tab shown as ⏎/␉ (CR as ␍), so task data
+    can never forge an output line of its own. Same length, so clipping keeps its meaning."""
+    return text if text.isprintable() else text.translate(_LINE_TABLE)
+
+
+def contained(text: str, prefix: str) -> list[str]:
+    """A multi-line body (a diagnosis, a log excerpt) as lines that each start with `prefix`
+    (say `"  │ "`), tabs shown as ␉: it keeps its shape, yet no line of it can pass for one
+    bgmon wrote."""
+    return [prefix + single_line(line) for line in text.splitlines() or [""]]
+
+
 # orjson escapes C0 but writes DEL, C1 and the Unicode format controls as raw UTF-8. In a JSON
 # document those bytes can only stand inside strings, where `\\uXXXX` means the same text.
 _JSON_RAW = re.compile(b"|".join(re.escape(chr(c).encode()) for c in (0x7F, *range(0x80, 0xA0), *_FORMAT)))

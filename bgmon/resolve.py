@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bgmon.model import TaskSnapshot
+from bgmon.printable import single_line
 
 
 class AmbiguousTask(LookupError):
@@ -32,7 +33,9 @@ def resolve_task(ref: str, snaps: Iterable[TaskSnapshot]) -> TaskSnapshot | None
 
 
 def task_label(name: str | None, task_id: str | None) -> str:
-    """How a task is named in one line of text: `name #id`, or the id alone."""
+    """How a task is named in one line of text: `name #id`, or the id alone (line breaks in
+    either shown as ⏎: the label always stays on its line)."""
+    name, task_id = name and single_line(name), task_id and single_line(task_id)
     if name and task_id and name != task_id:
         return f"{name} #{task_id}"
     return name or task_id or "?"

@@ -93,6 +93,26 @@ def test_once_text_shows_escape_sequences_inert(ws, isolated_home):
     assert raw_controls(p.stdout) == [] and raw_controls(p.stderr) == []
 
 
+FORGED = "[07:00] FORGED ✓ healthy"
+
+
+def test_a_newline_in_a_task_name_cannot_forge_a_once_line(ws, isolated_home):
+    ws.task("evil", name=f"evil\n{FORGED}", step=f"s\r\n{FORGED}\tx", status="failed",
+            error=f"e\n{FORGED}")
+    env = {**os.environ, "HOME": str(isolated_home), "XDG_CONFIG_HOME": str(isolated_home / ".config")}
+    p = subprocess.run(bgmon_cmd("--once", "--no-git", "--no-claude", "--no-codex", str(ws.root)),
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 1, p.stderr
+    assert forged_lines(p.stdout) == [], p.stdout
+    assert "evil⏎[07:00] FORGED" in p.stdout  # shown, on the task's own line
+    assert "\t" not in p.stdout and "\r" not in p.stdout
+
+
+def forged_lines(out: str) -> list[str]:
+    """Output lines that begin (after indentation) with text a task wrote."""
+    return [line for line in out.splitlines() if line.lstrip().startswith("[07:00] FORGED")]
+
+
 # --- the property over every view -------------------------------------------------------------
 
 

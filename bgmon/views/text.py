@@ -15,6 +15,7 @@ from rich.text import Text
 from bgmon.clip import one_line
 from bgmon.engine import Change
 from bgmon.model import Badge, TaskSnapshot
+from bgmon.printable import single_line
 from bgmon.resolve import task_label
 from bgmon.timefmt import ago, clock
 from bgmon.views.order import arrange, counts
@@ -71,7 +72,7 @@ def badge_text(s: TaskSnapshot, now: float | None = None) -> Text:
     text = Text(f"{badge.glyph} {badge.value}", style=STYLES[badge])
     summary = s.health.summary if now is None else s.health.summary_at(now)
     if badge is not Badge.HEALTHY and summary:
-        text.append(f": {summary}")
+        text.append(f": {single_line(summary)}")
     return text
 
 
@@ -96,14 +97,15 @@ def task_line(s: TaskSnapshot, depth: int = 0, now: float | None = None) -> Text
     line = Text("  " * depth)
     line.append(f"[{last_life(s, now)}] ", style="dim")
     # `name #id` as in the TUI and `bgmon history`: either can be given to `bgmon propose`.
-    line.append(s.name, style="bold")
+    # Task data on a line of its own: a newline in it would forge a line (shown as ⏎ instead).
+    line.append(single_line(s.name), style="bold")
     if s.id != s.name:
-        line.append(f" #{s.id}")
+        line.append(f" #{single_line(s.id)}")
     details = []
     if s.progress:
         details.append(f"{s.progress} steps")
     if s.note:  # bgmon's own mark, with the TUI's glyph
-        details.append(f"{MARK} {s.note}")
+        details.append(f"{MARK} {single_line(s.note)}")
     if s.step:
         details.append(one_line(s.step, 60))
     line.append(": " + ", ".join(details) if details else "")
@@ -134,10 +136,10 @@ def render(
     if not snaps and not aged:
         console.print("No background tasks found. Looked in:")
         for where in looked:
-            console.print(f"  {where}")
+            console.print(f"  {single_line(where)}")
         console.print("Try `bgmon demo` to see bgmon at work on simulated tasks.")
     for group, rows in arrange(snaps):
-        console.print(Text(group, style="bold underline"))
+        console.print(Text(single_line(group), style="bold underline"))
         for depth, s in rows:
             console.print(task_line(s, depth + 1, now))
     if snaps:
@@ -152,7 +154,7 @@ def render(
     if warnings:
         console.print(Text(f"⚠ {len(warnings)} warning(s) while reading:", style="yellow"))
         for w in warnings[:10]:
-            console.print(f"  {w}")
+            console.print(f"  {single_line(w)}")
         if len(warnings) > 10:
             console.print(f"  … and {len(warnings) - 10} more (see --json)")
 
@@ -192,4 +194,4 @@ class ChangePrinter:
     def _heading(self, group: str) -> None:
         if group != self._group:
             self._group = group
-            self.console.print(Text(group, style="bold underline"))
+            self.console.print(Text(single_line(group), style="bold underline"))
