@@ -50,11 +50,14 @@ def single_line(text: str) -> str:
     return text if text.isprintable() else text.translate(_LINE_TABLE)
 
 
-def contained(text: str, prefix: str) -> list[str]:
+def contained(text: str, prefix: str, first: str | None = None) -> list[str]:
     """A multi-line body (a diagnosis, a log excerpt) as lines that each start with `prefix`
-    (say `"  │ "`), tabs shown as ␉: it keeps its shape, yet no line of it can pass for one
-    bgmon wrote."""
-    return [prefix + single_line(line) for line in text.splitlines() or [""]]
+    (say `"  │ "`; the first line with `first` when given), tabs shown as ␉: it keeps its
+    shape, yet no line of it can pass for one bgmon wrote."""
+    lines = [prefix + single_line(line) for line in text.splitlines() or [""]]
+    if first is not None:
+        lines[0] = first + lines[0][len(prefix):]
+    return lines
 
 
 # orjson escapes C0 but writes DEL, C1 and the Unicode format controls as raw UTF-8. In a JSON

@@ -14,7 +14,7 @@ import orjson
 from bgmon.clip import flat
 from bgmon.model import Badge, TaskSnapshot
 from bgmon.notify.policy import Alert, Batch
-from bgmon.printable import printable
+from bgmon.printable import printable, single_line
 from bgmon.resolve import task_label
 
 MAX_LINES = 10  # a notification lists at most this many tasks, then "… and N more"
@@ -23,8 +23,7 @@ MAX_LINES = 10  # a notification lists at most this many tasks, then "… and N 
 def shown(text: str, limit: int | None = None) -> str:
     """Task text as a notification may carry it: controls made visible, on one line, and cut
     to `limit` (keys, ids and paths are never cut: a cut one cannot be typed back)."""
-    text = printable(text)
-    return flat(text, limit) if limit else text.replace("\n", " ").replace("\t", " ")
+    return flat(printable(text), limit) if limit else single_line(text)
 
 
 def alert_for(s: TaskSnapshot) -> Alert:

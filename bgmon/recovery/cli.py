@@ -18,7 +18,7 @@ import orjson
 from bgmon.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bgmon.clip import clip, flat
 from bgmon.model import TaskSnapshot
-from bgmon.printable import json_printable, printable_stream
+from bgmon.printable import contained, json_printable, printable_stream, single_line
 from bgmon.recovery.journal import PENDING, Journal, JournalUnreadable
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import NOT_FOUND, Outcome, RecoveryService
@@ -277,7 +277,7 @@ def _approve(
               file=out)
         lines = service.preview(proposal) or ["(no actions: only the decision is recorded)"]
         for line in lines:
-            print(f"  {line}", file=out)
+            print(f"  {single_line(line)}", file=out)
         out.write("Run this? [y/N] ")
         out.flush()
         answer = stdin.readline().strip().lower()
@@ -304,9 +304,9 @@ def _print_outcome(outcome: Outcome, as_json: bool, out: TextIO, err: TextIO) ->
                 what += f" (new pid {r.new_pid})"
             if r.exit_code is not None and "code" not in what:
                 what += f" (exit code {r.exit_code})"
-            print(f"  [{mark}] {r.kind}: {what}".rstrip(), file=out)
+            print(single_line(f"  [{mark}] {r.kind}: {what}".rstrip()), file=out)
             if r.error and r.detail and r.error not in r.detail:
-                print(f"      error: {r.error}", file=out)
+                print(f"      error: {single_line(r.error)}", file=out)
             if r.output_tail:
                 for line in r.output_tail.rstrip("\n").splitlines()[-20:]:
                     print(f"      | {line}", file=out)
@@ -331,8 +331,10 @@ def format_proposal(p: Proposal) -> str:
         f"Proposal {p.id} for task {proposal_task(p)}",
         f"  from:       {p.origin}",
         f"  confidence: {p.confidence:.2f}",
-        f"  diagnosis:  {p.diagnosis}",
     ]
+    # The diagnosis is a paragraph (it may keep its lines), each one fenced so none of them can
+    # pass for a line bgmon wrote.
+    lines += contained(p.diagnosis, "              │ ", first="  diagnosis:  ")
     if p.actions:
         lines.append("  actions (run in order when approved):")
         lines += [f"    {line}" for line in p.describe()]
@@ -343,7 +345,7 @@ def format_proposal(p: Proposal) -> str:
         for r in p.refused:
             raw = orjson.dumps(r.get("raw"), default=str).decode()
             raw = clip(raw, 300)
-            lines.append(f"    - {raw}: {r.get('reason')}")
+            lines.append(f"    - {raw}: {single_line(str(r.get('reason')))}")
     lines.append(f"  approve: bgmon approve {p.id}    reject: bgmon reject {p.id} --reason TEXT")
     return "\n".join(lines) + "\n"
 
@@ -363,7 +365,12 @@ def _list(value: object) -> list[Any]:
 def format_record(r: dict[str, Any], names: dict[str, str] | None = None) -> str:
     """One journal record as a line, the task shown as `name #id` (never the long key); any
     field of the wrong type is shown as missing, never a crash (the reader already skips
-    malformed records of the known kinds)."""
+    malformed records of the known kinds). One line whatever the record holds: a newline in
+    a name, reason or detail is shown as ⏎."""
+    return single_line(_record_line(r, names))
+
+
+def _record_line(r: dict[str, Any], names: dict[str, str] | None) -> str:
     r = _dict(r)
     kind = r.get("kind")
     task_id = r.get("task_id") if isinstance(r.get("task_id"), str) else None
@@ -455,7 +462,7 @@ def format_report(rep: dict[str, Any], names: dict[str, str] | None = None) -> s
     if rep.get("still_failing"):
         failing = [(names or {}).get(k) or key_name(k, None, None) or k
                    for k in rep["still_failing"]]
-        lines.append(f"Still failing: {', '.join(failing)}")
+        lines.append(f"Still failing: {single_line(', '.join(failing))}")
     return "\n".join(lines) + "\n"
 
 

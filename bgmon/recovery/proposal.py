@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from bgmon.model import TaskSnapshot
+from bgmon.printable import single_line
 from bgmon.timefmt import parse_time
 
 RUN_LOG = "logs/events.jsonl"  # where `bgmon run` writes a task's output, under its directory
@@ -75,7 +76,7 @@ def _tree(pid: int, children: int | None) -> str:
 
 
 def _argv(argv: tuple[str, ...]) -> str:
-    return repr(list(argv))
+    return repr(list(argv))  # repr escapes a newline or tab in a word: the effect stays one line
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,17 +132,18 @@ class Restart:
             parts.append(f"wait {_secs(self.delay)}")
         if self.supervised and self.status_file:
             task_dir = os.path.dirname(self.status_file)
-            start = (f"start {_argv(self.argv)} in {self.cwd} under `bgmon run --dir {task_dir}`, "
+            start = (f"start {_argv(self.argv)} in {single_line(self.cwd)} under `bgmon run --dir {single_line(task_dir)}`, "
                      "detached")
         else:
-            start = f"start {_argv(self.argv)} in {self.cwd}, detached"
+            start = f"start {_argv(self.argv)} in {single_line(self.cwd)}, detached"
         parts.append(("then " if parts else "") + start)
         text = ", ".join(parts)
         if self.supervised and self.status_file:
             log = os.path.join(os.path.dirname(self.status_file), RUN_LOG)
-            text += f"; bgmon run keeps {self.status_file} current and writes the output to {log}"
+            text += (f"; bgmon run keeps {single_line(self.status_file)} current and writes the "
+                     f"output to {single_line(log)}")
         elif self.status_file:
-            text += f"; write the new pid and status running to {self.status_file}"
+            text += f"; write the new pid and status running to {single_line(self.status_file)}"
         return text
 
 
@@ -173,7 +175,7 @@ class Run:
         return {"argv": list(self.argv), "cwd": self.cwd, "timeout": self.timeout}
 
     def describe(self) -> str:
-        text = f"run {_argv(self.argv)} in {self.cwd} (timeout {_secs(self.timeout)})"
+        text = f"run {_argv(self.argv)} in {single_line(self.cwd)} (timeout {_secs(self.timeout)})"
         if destructive(self.argv):
             text = "DESTRUCTIVE: " + text
         return text

@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from bgmon.model import Event, EventKind, ProcFacts, TaskSnapshot
+from bgmon.printable import single_line
 from bgmon.views.text import STYLES, ack_words
 from bgmon.views.tui.fmt import age, field_grid, heading, one_line, short_path
 from bgmon.views.tui.tree import BY_SEVERITY, GroupRow
@@ -70,11 +71,11 @@ def render_task(s: TaskSnapshot, now: float, recovery: RenderableType | None = N
     """The task's detail; `recovery`: the result of its last approved proposal, if any."""
     badge = s.health.badge
     title = Text(f"{badge.glyph} {badge.value}  ", style=STYLES[badge])
-    title.append(s.name, style="bold")
+    title.append(single_line(s.name), style="bold")
     parts: list[RenderableType] = [title]
     rows: list[tuple[str, str | Text]] = [
         ("status", s.status),
-        ("id", s.id),
+        ("id", single_line(s.id)),
         ("source", s.source),
         ("last life", f"{age(now, s.last_activity)} ago" if s.last_activity else "never seen"),
     ]
@@ -83,7 +84,7 @@ def render_task(s: TaskSnapshot, now: float, recovery: RenderableType | None = N
     if s.step:
         rows.append(("step", one_line(s.step, 300)))
     if s.note:
-        rows.append(("note", Text(s.note, style="bold yellow")))
+        rows.append(("note", Text(single_line(s.note), style="bold yellow")))
     if s.ack is not None:
         when = f"{age(now, s.ack.at)} ago" if s.ack.at else ""
         rows.append(("ack", Text(f"{ack_words(s, 200)} {when}".rstrip(), style="dim")))
@@ -92,7 +93,7 @@ def render_task(s: TaskSnapshot, now: float, recovery: RenderableType | None = N
     if not s.health.reasons:
         parts.append(Text("no rule fired", style="dim"))
     for r in s.health.reasons:
-        parts.append(Text.assemble((f"{r.rule}  ", STYLES[badge]), r.at(now)))
+        parts.append(Text.assemble((f"{r.rule}  ", STYLES[badge]), single_line(r.at(now))))
     if s.own_health is not None:
         own = s.own_health.badge
         parts.append(Text.assemble(
@@ -111,17 +112,17 @@ def render_task(s: TaskSnapshot, now: float, recovery: RenderableType | None = N
     parts += [event_line(ev, now) for ev in reversed(s.recent)]
     parts.append(heading("Files"))
     files = s.files or (s.path,)
-    parts += [Text(short_path(f), style="dim") for f in files]
+    parts += [Text(single_line(short_path(f)), style="dim") for f in files]
     if s.cwd and s.cwd != s.path:
-        parts.append(Text(f"cwd {short_path(s.cwd)}", style="dim"))
+        parts.append(Text(f"cwd {single_line(short_path(s.cwd))}", style="dim"))
     if s.warnings:
         parts.append(heading("Warnings"))
-        parts += [Text(f"⚠ {w}", style="yellow") for w in s.warnings]
+        parts += [Text(f"⚠ {single_line(w)}", style="yellow") for w in s.warnings]
     return Group(*parts)
 
 
 def render_group(g: GroupRow, warnings: list[str]) -> RenderableType:
-    parts: list[RenderableType] = [Text(short_path(g.name), style="bold")]
+    parts: list[RenderableType] = [Text(single_line(short_path(g.name)), style="bold")]
     total = sum(g.counts.values())
     parts.append(Text(f"{total} task{'s' if total != 1 else ''}", style="dim"))
     for badge in BY_SEVERITY:

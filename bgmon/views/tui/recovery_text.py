@@ -10,6 +10,7 @@ import orjson
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from bgmon.printable import contained, single_line
 from bgmon.recovery.actions import ActionResult
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import Outcome
@@ -33,14 +34,14 @@ def _raw(value: object) -> str:
 
 def proposal_text(task: str, p: Proposal, lines: list[str], state: str | None) -> list[RenderableType]:
     """The proposal: where it came from, the diagnosis, each action's exact effect, refusals."""
-    parts: list[RenderableType] = [Text.assemble(("Recovery · ", "bold"), (task, "bold"))]
+    parts: list[RenderableType] = [Text.assemble(("Recovery · ", "bold"), (single_line(task), "bold"))]
     parts.append(field_grid([
         ("proposal", Text.assemble((p.id, "cyan"), "  ", state_text(state))),
         ("from", p.origin),
         ("confidence", f"{p.confidence:.2f}"),
     ]))
     parts.append(heading("Diagnosis"))
-    parts.append(Text(p.diagnosis))
+    parts += [Text(line) for line in contained(p.diagnosis, "│ ")]  # a paragraph, fenced
     if lines:
         parts.append(heading("Actions (in order, when approved)"))
         for line in lines:
@@ -52,7 +53,7 @@ def proposal_text(task: str, p: Proposal, lines: list[str], state: str | None) -
         parts.append(heading(f"Refused ({len(p.refused)}, never run)"))
         for item in p.refused:
             reason = str(item.get("reason", "refused"))
-            parts.append(Text.assemble(("✗ refused ", "bold red"), (reason, "red")))
+            parts.append(Text.assemble(("✗ refused ", "bold red"), (single_line(reason), "red")))
             if item.get("raw") is not None:
                 parts.append(Text(f"  {_raw(item['raw'])}", style="dim"))
     return parts
@@ -65,10 +66,10 @@ def result_lines(r: ActionResult) -> list[Text]:
         mark, style = "✓ ok", "bold green"
     else:
         mark, style = "✗ failed", "bold red"
-    line = Text.assemble((mark, style), f" {r.kind}: ", r.detail or r.error or r.effect)
+    line = Text.assemble((mark, style), f" {r.kind}: ", single_line(r.detail or r.error or r.effect))
     out = [line]
     if r.error and r.detail and r.error not in r.detail:
-        out.append(Text(f"  error: {r.error}", style="red"))
+        out.append(Text(f"  error: {single_line(r.error)}", style="red"))
     facts = []
     if r.exit_code is not None:
         facts.append(f"exit code {r.exit_code}")

@@ -14,6 +14,7 @@ from textual.widgets.tree import TreeNode
 
 from bgmon.clip import clip
 from bgmon.model import Badge, TaskSnapshot
+from bgmon.printable import single_line
 from bgmon.views.text import MARK, STYLES
 from bgmon.views.tui.fmt import age, one_line, short_path
 
@@ -60,11 +61,12 @@ def name_width(width: int) -> int:
 def name_cell(s: TaskSnapshot, width: int) -> str:
     """`name #id` in `width` cells: the name is clipped, the id never (it is typed back into
     `bgmon propose` and `history`); an id longer than the column is shown whole anyway."""
+    name = single_line(s.name)  # a newline in it must not break the row (shown as ⏎)
     if s.id == s.name:
-        return s.name
-    suffix = f" #{s.id}"
+        return name
+    suffix = f" #{single_line(s.id)}"
     room = width - len(suffix)
-    return clip(s.name, room) + suffix if room >= 4 else suffix.lstrip()
+    return clip(name, room) + suffix if room >= 4 else suffix.lstrip()
 
 
 def task_label(s: TaskSnapshot, now: float, width: int, name_w: int = NAME_W) -> Text:
@@ -100,7 +102,7 @@ def group_label(g: GroupRow, width: int) -> Text:
     for badge in BY_SEVERITY:
         if g.counts.get(badge):
             tail.append(f"  {badge.glyph} {g.counts[badge]}", style=STYLES[badge])
-    name = short_path(g.name)
+    name = single_line(short_path(g.name))
     room = max(8, width - tail.cell_len)
     if len(name) > room:
         name = "…" + name[-(room - 1) :]
