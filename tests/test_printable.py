@@ -23,10 +23,12 @@ from hypothesis import strategies as st
 
 from bgmon.config import Config
 from bgmon.engine import collect
-from bgmon.printable import PrintableStream, json_printable, printable
+from bgmon.engine.evaluate import Change
+from bgmon.printable import PrintableStream, contained, json_printable, printable, single_line
 from bgmon.recovery.cli import add_parsers, run_command
 from bgmon.views import jsonout, text
 from bgmon.views.order import arrange
+from bgmon.views.tui.tree import task_label as tree_label
 from tests.conftest import append_lines, bgmon_cmd, write_json
 
 # Every character that must never reach a terminal raw: C0 but newline and tab, DEL, C1, and
@@ -40,7 +42,11 @@ control_char = st.sampled_from(
     [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))]
     + ["\u061c", "\u200e", "\u200f", "\u2028", "\u2029", "\u202a", "\u202e", "\u2066", "\u2069"]
 )
-hostile = st.lists(st.one_of(control_char, st.text(max_size=6)), min_size=1, max_size=12).map("".join)
+FORGED = "[07:00] FORGED ✓ healthy"
+# A line break (every kind str.splitlines knows) or a tab, then a line that impersonates a task.
+LINE_BREAKS = ["\n", "\r", "\r\n", "\t", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029"]
+forged = st.sampled_from(LINE_BREAKS).map(lambda brk: brk + FORGED)
+hostile = st.lists(st.one_of(control_char, st.text(max_size=6), forged), min_size=1, max_size=12).map("".join)
 
 
 SGR = re.compile("\x1b\\[[0-9;]*m")  # Rich's own colours on a terminal
@@ -93,9 +99,6 @@ def test_once_text_shows_escape_sequences_inert(ws, isolated_home):
     assert raw_controls(p.stdout) == [] and raw_controls(p.stderr) == []
 
 
-FORGED = "[07:00] FORGED ✓ healthy"
-
-
 def test_a_newline_in_a_task_name_cannot_forge_a_once_line(ws, isolated_home):
     ws.task("evil", name=f"evil\n{FORGED}", step=f"s\r\n{FORGED}\tx", status="failed",
             error=f"e\n{FORGED}")
@@ -109,8 +112,15 @@ def test_a_newline_in_a_task_name_cannot_forge_a_once_line(ws, isolated_home):
 
 
 def forged_lines(out: str) -> list[str]:
-    """Output lines that begin (after indentation) with text a task wrote."""
-    return [line for line in out.splitlines() if line.lstrip().startswith("[07:00] FORGED")]
+    """Output lines that begin (after indentation) with text a task wrote, or carry its tab."""
+    return [line for line in out.splitlines()
+            if line.lstrip().startswith("[07:00] FORGED") or "\t" in line]
+
+
+def test_single_line_shows_every_line_break_and_contained_fences_a_body():
+    assert single_line("a\nb\tc\rd\u2028e\x85f\x1b") == "a⏎b␉c␍d⏎e⏎f␛"
+    assert contained(f"why:\n{FORGED}\tx", "  │ ", first="  diagnosis: ") == [
+        "  diagnosis: why:", f"  │ {FORGED}␉x"]
 
 
 # --- the property over every view -------------------------------------------------------------
@@ -159,16 +169,25 @@ def test_no_control_character_from_task_data_reaches_text_json_propose_history(t
             buf = io.StringIO()
             text.render(snaps, monitor.warnings(), [str(root)], buf, time.time(), force_terminal=force_terminal)
             assert raw_controls(buf.getvalue()) == [], buf.getvalue()
+            assert forged_lines(buf.getvalue()) == [], buf.getvalue()
+        follow = io.StringIO()  # --follow text: the tasks as they are, then each change
+        printer = text.ChangePrinter(follow)
+        printer.print_changes([Change("added", s.key, s) for s in snaps], time.time())
+        printer.print_changes([Change("removed", s.key) for s in snaps], time.time())
+        assert raw_controls(follow.getvalue()) == [] and forged_lines(follow.getvalue()) == [], follow.getvalue()
+        for s in snaps:  # the TUI tree's row stays one line (its line filter, tested below,
+            row = tree_label(s, time.time(), 200).plain  # makes the other controls visible)
+            assert len(row.splitlines()) == 1 and "\t" not in row, repr(row)
         doc = jsonout.document(snaps, time.time(), monitor.warnings())
         assert raw_controls(doc.decode()) == []
         assert {t["name"] for t in orjson.loads(doc)["tasks"]} == {f"t{i}{s}" for i, s in enumerate(texts)}
         for s in snaps:
             out = _recovery(root, monitor, "propose", s.id, "--rules")
             assert "Proposal" in out
-            assert raw_controls(out) == [], out
+            assert raw_controls(out) == [] and forged_lines(out) == [], out
         for argv in (("history",), ("report",), ("history", "--json")):
             out = _recovery(root, monitor, *argv)
-            assert raw_controls(out) == [], out
+            assert raw_controls(out) == [] and forged_lines(out) == [], out
 
 
 async def _tui_screens(root: Path) -> list[str]:
