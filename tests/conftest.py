@@ -114,3 +114,33 @@ class Clock:
 
 def bgmon_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bgmon", *args]
+
+
+def processes_under(path: Path, word: str = "") -> list:
+    """The live processes whose command line names `path` (a test's tmp dir), and `word` when
+    given: what the test started there, directly or on the far side of a remote link."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            line = " ".join(proc.info["cmdline"] or ())
+            if proc.pid != os.getpid() and str(path) in line and word in line:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+@pytest.fixture
+def reap_strays(tmp_path):
+    """After the test, kill (by pid) whatever it started that still runs with its tmp dir in
+    the command line, so a leak fails one test instead of piling up on the machine."""
+    yield
+    import psutil
+
+    for proc in processes_under(tmp_path):
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass

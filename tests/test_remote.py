@@ -16,10 +16,17 @@ import pytest
 
 from bgmon.config import ConfigError, load_config
 from bgmon.remote.spec import RemoteError, parse_remote
-from tests.conftest import bgmon_cmd, wait_for
+from tests.conftest import bgmon_cmd, processes_under, wait_for
 from tests.test_follow import Lines
 
 FLAGS = ("--no-git", "--no-claude", "--no-codex")
+pytestmark = pytest.mark.usefixtures("reap_strays")
+# Like sshd: runs the stream with its stdout on a pipe it holds, relays it, and when its own
+# connection goes (SIGTERM from the link) simply exits, signalling nothing.
+RELAY = ("import subprocess, sys\n"
+         "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, start_new_session=True)\n"
+         "for line in iter(p.stdout.readline, b''):\n"
+         "    sys.stdout.buffer.write(line); sys.stdout.buffer.flush()\n")
 
 
 def env_for(home) -> dict[str, str]:
@@ -219,3 +226,18 @@ def test_serve_exports_remote_tasks_and_link_state(ws, far, isolated_home):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and b"Traceback" not in err
+
+
+def test_a_follow_whose_reader_left_exits(ws, far, isolated_home):
+    """The link closes (here: `--once` is done) but the host's `--follow --json` is not its
+    child: behind ssh, only its pipe closes. It must notice (a heartbeat gets EPIPE) and exit."""
+    far.task("far-ok")
+    stream = [sys.executable, "-c", RELAY, *bgmon_cmd("--follow", "--json", *FLAGS, str(far.root))]
+    done = subprocess.run(
+        bgmon_cmd("--once", "--json", *FLAGS, str(ws.root), "--remote", f"box=cmd:{shlex.join(stream)}"),
+        capture_output=True, env=env_for(isolated_home), timeout=120)
+    assert done.returncode == 0, done.stderr
+    names = {t["name"] for t in orjson.loads(done.stdout)["tasks"]}
+    assert "far-ok" in names
+    wait_for(lambda: not processes_under(far.root, "--follow"),
+             timeout=60, what="the far side's --follow to exit after its reader left")
