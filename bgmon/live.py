@@ -370,11 +370,14 @@ def run_live(
     done: Callable[[], bool] | None = None,
     timeout: float | None = None,
     journal: bool = True,
+    heartbeat: tuple[float, Callable[[], bool]] | None = None,
 ) -> bool:
     """Run the live engine without a screen until SIGINT or SIGTERM, until `done()` says so
     after a pass, or until `timeout` seconds pass (then returns True). `journal`: record badge
     changes and let opted-in automatic recovery act (the monitors do; `bgmon wait` only
-    watches, reading marks and acknowledgements). `notifier` announces badge changes."""
+    watches, reading marks and acknowledgements). `notifier` announces badge changes.
+    `heartbeat` (every, beat): `beat()` runs (off the event loop) every `every` seconds; when
+    it returns False (the reader has gone) the engine stops."""
     timed_out = False
 
     async def main() -> None:
@@ -410,7 +413,20 @@ def run_live(
             loop.add_signal_handler(sig, engine.stop)
         if timeout is not None:
             loop.call_later(timeout, expire)
-        await engine.run()
+
+        async def beat(every: float, alive: Callable[[], bool]) -> None:
+            while True:
+                await asyncio.sleep(every)
+                if not await asyncio.to_thread(alive):
+                    engine.stop()
+                    return
+
+        beating = asyncio.create_task(beat(*heartbeat)) if heartbeat is not None else None
+        try:
+            await engine.run()
+        finally:
+            if beating is not None:
+                beating.cancel()
 
     try:
         asyncio.run(main())
@@ -508,13 +524,22 @@ def follow(config: Config, board: Board | None = None, as_json: bool = True,
         if first and fleet is not None:
             fleet.start()
 
+    def alive() -> bool:
+        if started:  # never before the hello line
+            write([jsonout.heartbeat_line(time.time())])
+        return not gone.is_set()
+
     try:
-        run_live(config, monitor, emit, board.sweeps if board is not None else None, notifier)
+        run_live(config, monitor, emit, board.sweeps if board is not None else None, notifier,
+                 heartbeat=(jsonout.HEARTBEAT, alive) if printer is None else None)
     except BrokenPipeError:
         pass
     finally:
         if fleet is not None:
             fleet.stop()
+        if gone.is_set():
+            # Nothing left to flush to: no "Exception ignored … BrokenPipeError" at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 

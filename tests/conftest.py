@@ -116,15 +116,15 @@ def bgmon_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bgmon", *args]
 
 
-def processes_under(path: Path, word: str = "") -> list:
-    """The live processes whose command line names `path` (a test's tmp dir), and `word` when
-    given: what the test started there, directly or on the far side of a remote link."""
+def processes_under(path: Path | str, word: str = "", among=None) -> list:
+    """The live processes (of `among`, default all) whose command line names `path` (a test's
+    tmp dir) and `word`: what the test started there, directly or on the far side of a link."""
     import psutil
 
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter() if among is None else among:
         try:
-            line = " ".join(proc.info["cmdline"] or ())
+            line = " ".join(proc.cmdline())
             if proc.pid != os.getpid() and str(path) in line and word in line:
                 found.append(proc)
         except psutil.Error:

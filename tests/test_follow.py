@@ -108,3 +108,24 @@ def test_sigint_exits_cleanly(ws, isolated_home):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0 and b"Traceback" not in err
+
+
+def test_heartbeats_and_exits_once_its_reader_is_gone(ws, isolated_home):
+    """Nothing changes, nobody signals it: only the closed pipe says the reader left. The
+    heartbeat line finds that out (EPIPE) and the stream ends cleanly."""
+    ws.task("one")
+    proc = start(ws, isolated_home)
+    try:
+        lines = Lines(proc)
+        assert lines.next()["event"] == "hello"
+        assert lines.until(lambda o: o.get("event") == "synced") is not None
+        beat = lines.until(lambda o: o.get("event") == "heartbeat", timeout=30)
+        assert beat is not None and isinstance(beat["at"], str)
+        proc.stdout.close()  # the reader goes; the task stays as it is
+        assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+        assert b"Traceback" not in err and b"Exception ignored" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

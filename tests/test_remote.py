@@ -40,14 +40,7 @@ def remote_arg(name: str, root) -> str:
 
 def inner_streams(outer: subprocess.Popen) -> list[psutil.Process]:
     """The `cmd:` children of the outer bgmon: the remote side of each link."""
-    out = []
-    for child in psutil.Process(outer.pid).children(recursive=True):
-        try:
-            if "--follow" in child.cmdline():
-                out.append(child)
-        except psutil.Error:
-            pass
-    return out
+    return processes_under("", "--follow", among=psutil.Process(outer.pid).children(recursive=True))
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 from bgmon.config import load_config
 from bgmon.remote.recovery import RemoteRecovery
 from bgmon.views.jsonout import split_remote_key, task_from_json
-from tests.conftest import Workspace, bgmon_cmd, wait_for
+from tests.conftest import Workspace, bgmon_cmd, processes_under, wait_for
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 pytestmark = pytest.mark.skipif(
@@ -29,6 +29,7 @@ pytestmark = pytest.mark.skipif(
     ".ci/run installs it when it runs as root)",
 )
 FLAGS = ["--no-git", "--no-claude", "--no-codex"]
+pytestmark = [pytestmark, pytest.mark.usefixtures("reap_strays")]
 
 
 def _free_port() -> int:
@@ -148,3 +149,7 @@ def test_once_and_recovery_through_real_ssh(sshd, tmp_path, isolated_home, monke
     assert not (far.root / "pwned").exists() and not Path("pwned").exists()
     journal = (far.root / ".agents/logs/background_monitoring.jsonl").read_text()
     assert "not now; $(touch pwned) `x`" in journal
+    # The --once link is closed: sshd only closed the stream's pipes, and the far side's
+    # `--follow --json` must notice that by itself and exit (it used to run forever).
+    wait_for(lambda: not processes_under(far.root, "--follow"), timeout=60,
+             what="the far side's --follow to exit after the link closed")

@@ -20,6 +20,10 @@ from bgmon.printable import json_printable
 from bgmon.timefmt import iso, parse_time
 
 VERSION = 1
+# `--follow --json` writes a heartbeat this often: the only way a stream whose reader has gone
+# finds out while nothing changes (behind ssh its stdout is a pipe that merely closes; the
+# write gets EPIPE). Readers skip it like any event they do not use.
+HEARTBEAT = 5.0
 
 
 def local_host() -> str:
@@ -110,6 +114,11 @@ def hello_line(config: Any, now: float) -> bytes:
 def synced_line(tasks: int, warnings: list[str], now: float) -> bytes:
     """After the first snapshot lines: every task has been sent once."""
     return _line({"event": "synced", "tasks": tasks, "warnings": warnings, "at": iso(now)})
+
+
+def heartbeat_line(now: float) -> bytes:
+    """Nothing to say, and the writer is still there (also: is the reader?)."""
+    return _line({"event": "heartbeat", "at": iso(now)})
 
 
 def warnings_line(warnings: list[str], now: float) -> bytes:
