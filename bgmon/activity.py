@@ -67,6 +67,9 @@ class Activity:
         self.loop_count = 0
         self.loop_call: Event | None = None
         self.pending: OrderedDict[str, Event] = OrderedDict()
+        # Calls already given a verdict: a second form of the same result (Codex writes a
+        # command's end both as its output and as an `item_completed` event) counts once.
+        self.settled: OrderedDict[str, None] = OrderedDict()
         self.background: set[str] = set()
         # Claude 2.1.16+ task board (TaskCreate/TaskUpdate): item id → [status, title].
         self.board: dict[str, list] = {}
@@ -154,6 +157,12 @@ class Activity:
     def _tool_result(self, ev: Event) -> None:
         if ev.ok is None:
             return  # an interim report (e.g. "still running"); not a result
+        if ev.call_id:
+            if ev.call_id in self.settled:
+                return
+            self.settled[ev.call_id] = None
+            if len(self.settled) > _PENDING_CAP:
+                self.settled.popitem(last=False)
         self.results.append(ev.ok)
         if ev.tool in POLLING_TOOLS and ev.text and ev.text.startswith(EXITED):
             self._session_exited(ev)

@@ -392,3 +392,43 @@ def test_corpus_0_80_shell_command_result_is_read_from_its_exit_code():
     (call_ev,) = [e for e in events if e.kind is K.TOOL_CALL]
     assert (call_ev.tool, res.call_id, res.ok) == ("shell_command", call_ev.call_id, True)
     assert events[0].kind is K.META and events[0].cwd.endswith("log-query-validator")
+
+
+# -- code mode: the exit status only in item_completed --------------------------------------
+
+
+def command_item(status: str, exit_code, call_id: str = "call_9", **extra) -> dict:
+    return event("item_completed", thread_id="th", turn_id="t1",
+                 item={"type": "command_execution", "id": call_id, "command": "pytest -q",
+                       "aggregated_output": "1 failed", "exit_code": exit_code,
+                       "status": status, **extra})
+
+
+def test_item_completed_command_gives_its_result():
+    bad = only_result(parse(command_item("failed", 1)))
+    assert (bad.call_id, bad.ok, bad.error) == ("call_9", False, "exit code 1: 1 failed")
+    good = only_result(parse(command_item("completed", 0)))
+    assert (good.ok, good.error) == (True, None)
+    assert parse(command_item("in_progress", None)) == []  # no verdict yet
+    assert parse(event("item_completed", item={"type": "agent_message", "text": "hi"})) == []
+
+
+def test_code_mode_counts_each_call_once_whatever_forms_appear():
+    from bgmon.activity import Activity
+
+    act = Activity()
+    lines = [
+        call("exec_command", "c1", cmd="pytest -q"),
+        command_item("failed", 1, call_id="c1"),  # code mode: the only verdict
+        call("exec_command", "c2", cmd="ls"),
+        command_item("completed", 0, call_id="c2"),
+        output("Chunk ID: a\nWall time: 0.1 seconds\nProcess exited with code 0\nOutput:\n", "c2"),
+        event("exec_command_end", call_id="c2", process_id="7", exit_code=0, status="completed"),
+        call("exec_command", "c3", cmd="false"),
+        output("Chunk ID: b\nWall time: 0.1 seconds\nProcess exited with code 1\nOutput:\n", "c3"),
+        command_item("failed", 1, call_id="c3"),
+    ]
+    for obj in lines:
+        act.extend(parse(obj))
+    assert list(act.results) == [False, True, False]
+    assert act.fail_streak == 1 and not act.pending

@@ -2,7 +2,8 @@
 
 Every line is an envelope `{"timestamp", "type", "payload"}`; see docs/formats_agents.md for what
 is read from which payload. One TOOL_RESULT per call: the model API pairs every call with exactly
-one `*_output` item, so results come only from those; `exec_command_end` (which a version may or
+one `*_output` item, so results come from those, and from `item_completed` command items, which
+"code mode" writes instead (Activity counts one verdict per call id); `exec_command_end` (which a version may or
 may not persist, before or after the output) only ends background processes.
 """
 
@@ -231,6 +232,36 @@ def _exec_end(p: dict, ts: float | None) -> list[Event]:
     return [Event(EventKind.BG_END, ts=ts, call_id=clip(pid, _ID), ok=ok, error=clip(error, _TEXT))]
 
 
+# Command items as `item_completed` writes them ("code mode" runs commands whose exit status is
+# written only there); exec --json spells the type in snake case, the app-server in camel case.
+_COMMAND_ITEMS = frozenset({"command_execution", "commandExecution", "CommandExecution"})
+
+
+def _item_completed(p: dict, ts: float | None) -> list[Event]:
+    """item_completed {item: {type: command_execution, id, exit_code, status}} → the command's
+    result. Keyed by the item's call id (or id): when the same call's output also appears,
+    Activity counts the first verdict only."""
+    item = p.get("item")
+    if not isinstance(item, dict) or item.get("type") not in _COMMAND_ITEMS:
+        return []
+    call_id = _str(item.get("call_id"), _ID) or _str(item.get("id"), _ID)
+    code = item.get("exit_code", item.get("exitCode"))
+    if not isinstance(code, int) or isinstance(code, bool):
+        code = None
+    status = item.get("status")
+    if code is None and status not in ("completed", "failed", "declined"):
+        return []  # still running, or a status this version does not say: no verdict
+    ok = status not in ("failed", "declined") and (code is None or code == 0)
+    error = None
+    if not ok:
+        head = f"exit code {code}" if code is not None else str(status)
+        out = item.get("aggregated_output", item.get("aggregatedOutput"))
+        detail = out.strip()[:_TEXT] if isinstance(out, str) else ""
+        error = clip(f"{head}: {detail}" if detail else head, _TEXT)
+    said = f"{EXITED_TEXT}{code}" if code is not None else None
+    return [Event(EventKind.TOOL_RESULT, ts=ts, call_id=call_id, ok=ok, error=error, text=said)]
+
+
 # -- messages and turns -------------------------------------------------------------------
 
 
@@ -292,6 +323,8 @@ def _event_msg(p: dict, ts: float | None) -> list[Event]:
         return [Event(EventKind.ERROR, ts=ts, text=_str(p.get("message"), _TEXT) or "stream error")]
     if kind == "exec_command_end":
         return _exec_end(p, ts)
+    if kind == "item_completed":
+        return _item_completed(p, ts)
     if isinstance(kind, str) and kind in _ASKS:
         return [Event(EventKind.WAITING, ts=ts, text=_ask_text(kind, p))]
     return []  # agent_message (repeats the message item), token_count, agent_reasoning, …
