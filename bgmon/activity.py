@@ -86,6 +86,8 @@ class Activity:
         self.error_times: deque[float] = deque(maxlen=ERROR_WINDOW)
         self.last_error: Event | None = None
         self.waiting: Event | None = None
+        # The agent's own word on its turn (hook events, its state file): (state, time, text).
+        self.signal_turn: tuple[str, float | None, str | None] | None = None
         self.events_seen = 0
 
     def apply(self, ev: Event) -> None:
@@ -116,6 +118,25 @@ class Activity:
             ev.kind, ev.ts, ev.tool or call.tool, ev.call_id, ev.input or call.input,
             ev.ok, ev.error, ev.done, ev.total, ev.text, ev.cwd, ev.source, ev.pattern,
         )
+
+    def signal(self, ev: Event) -> None:
+        """An event the agent itself reported about its state (a hook, its state file). Its turn
+        state is kept beside the one the lines suggest and wins unless a line is newer (a
+        text-only line is only a guess at a turn end; a permission prompt is not in the lines
+        at all). Other kinds are applied as usual."""
+        state = _SIGNAL_TURNS.get(ev.kind)
+        if state is None:
+            self.apply(ev)
+            return
+        self.events_seen += 1
+        if ev.ts is not None and (self.last_event_at is None or ev.ts > self.last_event_at):
+            self.last_event_at = ev.ts
+        self._progressed(ev)
+        waiting = self.waiting
+        if waiting is not None and (ev.ts is None or waiting.ts is None or ev.ts > waiting.ts):
+            self.waiting = None  # running again, or the turn is over: nobody is asked any more
+        self.signal_turn = (state, ev.ts, ev.text)
+        self.recent.append(ev)
 
     def extend(self, events: list[Event]) -> None:
         for ev in events:
@@ -270,7 +291,15 @@ class Activity:
         # For an ended turn the adapter says why it thinks so (e.g. "text_only": a guess).
         self.turn_text = ev.text if state != "running" else None
 
+    def current_turn(self) -> tuple[str | None, float | None, str | None]:
+        """(state, since, why) of the turn: the agent's own word unless a line is newer."""
+        sig = self.signal_turn
+        if sig is not None and (sig[1] is None or self.turn_at is None or sig[1] >= self.turn_at):
+            return sig
+        return self.turn, self.turn_at, self.turn_text
+
     def summary(self) -> ActivitySummary:
+        turn, turn_at, turn_text = self.current_turn()
         return ActivitySummary(
             fail_streak=self.fail_streak,
             results=tuple(self.results),
@@ -278,9 +307,9 @@ class Activity:
             loop_count=self.loop_count,
             loop_call=self.loop_call,
             pending=tuple(self.pending.values()),
-            turn=self.turn,
-            turn_at=self.turn_at,
-            turn_text=self.turn_text,
+            turn=turn,
+            turn_at=turn_at,
+            turn_text=turn_text,
             last_event_at=self.last_event_at,
             background=len(self.background),
             last_progress_at=self.last_progress_at,
@@ -308,4 +337,13 @@ _HANDLERS = {
     EventKind.BG_END: Activity._bg_end,
     EventKind.META: Activity._meta,
     EventKind.TASK_ITEM: Activity._task_item,
+}
+
+# What an agent's own report says about its turn (Activity.signal).
+_SIGNAL_TURNS = {
+    EventKind.TURN_START: "running",
+    EventKind.RESUMED: "running",
+    EventKind.TURN_END: "ended",
+    EventKind.TURN_ABORTED: "aborted",
+    EventKind.API_ERROR: "api_error",
 }

@@ -83,3 +83,29 @@ def test_sniffing_asks_each_line_format():
     assert sniff({"sessionId": "x", "type": "user"}) == "claude"
     assert sniff({"type": "event_msg", "payload": {}}) == "codex"
     assert sniff({"type": "tool_call", "tool": "x"}) == "native"
+
+
+def test_agent_processes_are_known_by_name_or_by_the_script_an_interpreter_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from bgmon.procs import ProcessTable
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    script = tmp_path / "gemini"
+    script.write_text("import time\ntime.sleep(60)\n")
+    procs = [
+        subprocess.Popen(["copilot", "60"], executable="/bin/sleep", cwd=tmp_path / "a"),
+        subprocess.Popen(["python3", str(script)], executable=sys.executable, cwd=tmp_path / "b"),
+    ]
+    try:
+        from tests.conftest import wait_for
+
+        cwds = wait_for(lambda: (c := ProcessTable().agent_cwds()) and str(tmp_path / "b") in c and c,
+                        what="both agent processes")
+        assert procs[0].pid in cwds[str(tmp_path / "a")] and procs[1].pid in cwds[str(tmp_path / "b")]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

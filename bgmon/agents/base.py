@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
+
 from bgmon.formats import Parser
 from bgmon.model import Event
 from bgmon.sources.found import Found
@@ -25,6 +27,21 @@ if TYPE_CHECKING:
 
 class DocumentUnreadable(Exception):
     """A document caught mid-rewrite, a database locked for now: keep the last good value."""
+
+
+def parse_json(path: str, data: bytes) -> object:
+    """A document's JSON; DocumentUnreadable when it does not parse (caught half-written)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise DocumentUnreadable(f"{path} is not valid JSON (half-written?)") from None
+
+
+def json_object(path: str, data: bytes) -> dict:
+    obj = parse_json(path, data)
+    if not isinstance(obj, dict):
+        raise DocumentUnreadable(f"{path} holds JSON that is not an object")
+    return obj
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """Codex CLI: rollouts `~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl` (or $CODEX_HOME), parsed by
-`bgmon.formats.codex`. The session's cwd is on the first line only, so that line is read first."""
+`bgmon.formats.codex`. The session's cwd is on the first line only, so that line is read first.
+With `bgmon hooks install codex`, Codex's `notify` records each turn's end for the session."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import date, datetime, timedelta
 
 from bgmon.agents.base import Agent, LineFormat, Scan
 from bgmon.formats.codex import parse
+from bgmon.hooks import events as hook_events
 from bgmon.sources.found import Found, TaskSpec, is_dir, mtime, scandir
 
 NAME = "codex"
@@ -39,6 +41,7 @@ def discover(scan: Scan) -> None:
         return
     found.watch.add(str(sessions))
     cutoff = scan.cutoff
+    hooks = hook_events.sessions(NAME)  # `notify` turn ends, by thread (= session) id
     # Folders are named by local date; a day of slack covers time zones.
     first = (datetime.fromtimestamp(cutoff) - timedelta(days=1)).date()
     for day in _day_dirs(str(sessions), first, found):
@@ -53,6 +56,7 @@ def discover(scan: Scan) -> None:
             found.specs.append(TaskSpec(
                 key=f"codex:{session}", source=NAME, id=session[:13], name=session[:13],
                 path=entry.path, group="codex", logs=(entry.path,), fmt="codex", transcript=True,
+                signals=(hooks[session],) if session in hooks else (),
             ))
 
 
@@ -66,7 +70,8 @@ AGENT = Agent(
     name=NAME,
     label="Codex CLI rollouts",
     discover=discover,
-    formats=(LineFormat("codex", parse, looks_like, head_first=True),),
+    formats=(LineFormat("codex", parse, looks_like, head_first=True),
+             LineFormat(f"{NAME}-hooks", hook_events.parse)),
     home="~/.codex",
     home_env=(("CODEX_HOME", ""),),
     processes=frozenset({"codex"}),

@@ -12,7 +12,7 @@ import re
 
 import orjson
 
-from bgmon.agents.base import Agent, DocFormat, DocumentUnreadable, Scan
+from bgmon.agents.base import Agent, DocFormat, DocumentUnreadable, Scan, json_object
 from bgmon.formats import canonical_input, checklist_events
 from bgmon.model import Event, EventKind, clip
 from bgmon.sources.files import read_regular
@@ -95,7 +95,7 @@ def load(path: str) -> list[Event]:
         raise DocumentUnreadable(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(data) > MAX_DOCUMENT:
         raise DocumentUnreadable(f"{path} is larger than {MAX_DOCUMENT >> 20} MiB; not read")
-    conversation = _jsonl(data) if path.endswith(".jsonl") else _json(path, data)
+    conversation = _jsonl(data) if path.endswith(".jsonl") else json_object(path, data)
     events = []
     cwd = project_root(os.path.dirname(os.path.dirname(path)))
     dirs = conversation.get("directories")
@@ -107,18 +107,6 @@ def load(path: str) -> list[Event]:
         if isinstance(message, dict):
             message_events(message, events)
     return events
-
-
-def _json(path: str, data: bytes) -> dict:
-    """The whole-document form. Rewritten in place, it can be read half-written: then the
-    reader keeps the previous events."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise DocumentUnreadable(f"{path} is not valid JSON (half-written?)") from None
-    if not isinstance(obj, dict):
-        raise DocumentUnreadable(f"{path} holds JSON that is not an object")
-    return obj
 
 
 def _jsonl(data: bytes) -> dict:
@@ -214,6 +202,7 @@ def _tool_call(call: dict, msg_ts: float | None, out: list[Event]) -> None:
                          error=clip(error, 400)))
     elif status == "cancelled":
         out.append(Event(EventKind.TURN_ABORTED, ts=ts, text=f"{name} cancelled"))
+
 
 
 def _display(call: dict) -> str | None:

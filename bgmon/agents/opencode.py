@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import orjson
 
-from bgmon.agents.base import Agent, DocFormat, DocumentUnreadable, Scan
+from bgmon.agents.base import Agent, DocFormat, DocumentUnreadable, Scan, parse_json
 from bgmon.formats import canonical_input, checklist_events, dict_at
 from bgmon.model import Event, EventKind, clip
 from bgmon.sources.files import read_regular
@@ -114,10 +114,7 @@ def _tool(part: dict, ts: float | None, out: list[Event]) -> None:
 
 
 def _load_json(path: str, limit: int = 16 << 20) -> object:
-    try:
-        return orjson.loads(read_regular(path, limit))
-    except orjson.JSONDecodeError:
-        raise DocumentUnreadable(f"{path} is not valid JSON (half-written?)") from None
+    return parse_json(path, read_regular(path, limit))
 
 
 def _storage(session_file: str) -> Path:
@@ -208,6 +205,9 @@ def _discover_files(scan: Scan, storage: Path) -> None:
                 continue
             if isinstance(session, dict):
                 found.watch.add(str(messages))
+                latest = _listing(messages)[-1:]
+                if latest:  # the parts a running tool rewrites are the latest message's
+                    found.watch.add(str(storage / "part" / latest[0][:-5]))
                 found.specs.append(_spec(session, sid, entry.path, FILES, entry.path))
 
 

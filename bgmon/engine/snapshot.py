@@ -82,7 +82,7 @@ def status_word(record: TaskRecord) -> str:
     if record.status is not None:
         status = record.fields.get("status")
         return status if isinstance(status, str) else "unknown"
-    turn = record.activity.turn
+    turn = record.activity.current_turn()[0]
     return {"ended": "idle", "aborted": "aborted", "api_error": "api-error"}.get(turn or "", "running")
 
 

@@ -51,6 +51,7 @@ class LogFeed:
     fmt: str
     parser: Parser | None = None
     unknown_types: int = 0
+    signal: bool = False  # the agent's own word on its state (see Activity.signal)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class TaskRecord:
     status: StatusReader | None = None
     feeds: dict[str, LogFeed] = field(default_factory=dict)
     document: DocumentReader | None = None  # a whole-session document (see TaskSpec.document)
+    signal_docs: dict[str, DocumentReader] = field(default_factory=dict)  # e.g. a state file
     activity: Activity = field(default_factory=Activity)
     proc: ProcFacts | None = None
     supervisor: ProcFacts | None = None
@@ -106,6 +108,7 @@ class TaskStore:
             record.status, record.feeds, record.activity = old.status, old.feeds, old.activity
             record.pids, record.last_cpu, record.document = old.pids, old.last_cpu, old.document
             record.progress_sig, record.progress_at = old.progress_sig, old.progress_at
+            record.signal_docs = old.signal_docs
         if spec.document and (record.document is None or record.document.path != spec.document):
             fmt = doc_format(spec.fmt)
             record.document = DocumentReader(spec.document, fmt) if fmt is not None else None
@@ -124,7 +127,7 @@ class TaskStore:
         record = self.tasks.pop(key, None)
         if record is None:
             return
-        for path in (record.spec.status_file, record.spec.document, *record.feeds):
+        for path in (record.spec.status_file, record.spec.document, *record.feeds, *record.signal_docs):
             if path:
                 self.by_file.pop(path, None)
 
@@ -146,21 +149,42 @@ class TaskStore:
             if tuple(outside) != record.outside_logs:
                 record.outside_logs, record.dirty = tuple(outside), True
             logs = tuple(inside) if inside or outside else tuple(worktree_logs(record.spec.path, None))
-        for path in logs:
+        signals = {}
+        for path, fmt in record.spec.signals:
+            if doc_format(fmt) is not None:
+                self.read_signal_doc(record, path, fmt)
+            else:
+                signals[path] = fmt
+        for path in (*logs, *signals):
             feed = record.feeds.get(path)
             if feed is None:
-                feed = self.open_feed(record, path)
+                feed = self.open_feed(record, path, signals.get(path))
                 continue
             self.drain(record, feed)
+        logs = (*logs, *signals)
         for path in list(record.feeds):
             if path not in logs:
                 del record.feeds[path]
                 self.by_file.pop(path, None)
 
-    def open_feed(self, record: TaskRecord, path: str) -> LogFeed:
+    def read_signal_doc(self, record: TaskRecord, path: str, fmt: str) -> None:
+        """A state document (Claude Code's sessions/<pid>.json): when it changes, what it says
+        now is the agent's word on the session."""
+        doc = record.signal_docs.get(path)
+        if doc is None:
+            doc_fmt = doc_format(fmt)
+            assert doc_fmt is not None
+            doc = record.signal_docs[path] = DocumentReader(path, doc_fmt)
+            self.by_file[path] = record.spec.key
+        if doc.read():
+            for ev in doc.events or ():
+                record.activity.signal(ev)
+            record.dirty = True
+
+    def open_feed(self, record: TaskRecord, path: str, signal_fmt: str | None = None) -> LogFeed:
         reading = self.reading
         reader = TailReader(path, line_cap=reading.line_cap, read_chunk=reading.read_chunk)
-        feed = LogFeed(reader=reader, fmt=record.spec.fmt)
+        feed = LogFeed(reader=reader, fmt=signal_fmt or record.spec.fmt, signal=signal_fmt is not None)
         record.feeds[path] = feed
         self.by_file[path] = record.spec.key
         fmt = line_format(record.spec.fmt)
@@ -214,7 +238,7 @@ class TaskStore:
     @staticmethod
     def feed(record: TaskRecord, feed: LogFeed, lines: Iterable[dict]) -> None:
         parse = feed.parser
-        apply = record.activity.apply
+        apply = record.activity.signal if feed.signal else record.activity.apply
         fed = False
         for obj in lines:
             fed = True
