@@ -187,7 +187,7 @@ class TaskStore:
         feed = LogFeed(reader=reader, fmt=signal_fmt or record.spec.fmt, signal=signal_fmt is not None)
         record.feeds[path] = feed
         self.by_file[path] = record.spec.key
-        fmt = line_format(record.spec.fmt)
+        fmt = line_format(feed.fmt)
         if fmt is not None and fmt.head_first:
             # Session facts (Codex: the cwd) are on the first line only; the back-scan may not
             # reach it.
