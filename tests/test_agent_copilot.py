@@ -92,6 +92,18 @@ def test_a_plain_answer_ends_the_turn_and_a_running_subagent_keeps_it_open(tmp_p
     assert snap.health.badge.value == "completed"
 
 
+def test_a_permission_request_waits_until_it_is_answered(tmp_path):
+    path = tmp_path / "session-state" / SID / "events.jsonl"
+    asked = ev("permission.requested", {"requestId": "r1", "permissionRequest": {
+        "kind": "shell", "fullCommandText": "rm -rf build", "intention": "clean"}}, T0 + 1)
+    append_lines(path, start(), ev("user.message", {"content": "clean"}), asked)
+    (snap,) = look(tmp_path, T0 + 3600)
+    assert snap.health.badge.value == "waiting" and "rm -rf build" in snap.health.summary
+    append_lines(path, ev("permission.completed", {"requestId": "r1", "result": {"kind": "approved"}}, T0 + 2))
+    (snap,) = look(tmp_path, T0 + 3)
+    assert snap.health.badge.value == "healthy"
+
+
 def test_flat_older_layout_is_found_too(tmp_path):
     append_lines(tmp_path / "session-state" / f"{SID}.jsonl", start(), ev("user.message", {"content": "go"}))
     assert [s.key for s in look(tmp_path)] == [f"copilot:{SID}"]

@@ -163,6 +163,18 @@ def test_subagent_sessions_nest_under_their_parent(tmp_path):
     assert snaps["gemini:3b44bc68"].health.badge.value == "failed"  # rolled up from the child
 
 
+def test_a_call_awaiting_approval_waits_on_the_person(tmp_path):
+    chats = layout(tmp_path)
+    call = {**shell(1, 0), "status": "awaiting_approval", "result": None}
+    (chats / "session-2026-11-21T10-00-3b44bc68.json").write_bytes(orjson.dumps(conversation(
+        user("u1", "deploy"), gemini("g1", "", [call]))))
+    monitor = Monitor(config(tmp_path), clock=Clock(T0 + 3600))
+    monitor.sweep()
+    monitor.evaluate()
+    snap = monitor.snapshots()[0]
+    assert snap.health.badge.value == "waiting" and "run_shell_command" in snap.health.summary
+
+
 def test_junk_documents_never_raise(tmp_path):
     chats = layout(tmp_path)
     for i, junk in enumerate([b"[]", b"{\"messages\": 3}", b"{\"messages\": [1, {\"type\": \"gemini\", "

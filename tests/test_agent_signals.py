@@ -79,8 +79,10 @@ def hook(state, **payload) -> None:
     assert p.returncode == 0
 
 
-def test_state_file_busy_and_idle(tmp_path):
+def test_state_file_waiting_busy_and_idle(tmp_path):
     transcript(tmp_path, prompt(T0), tool_use(T0 + 1))
+    state_file(tmp_path, "waiting", T0 + 2)
+    assert look(tmp_path, tmp_path / "st", T0 + 30).health.badge.value == "waiting"
     state_file(tmp_path, "idle", T0 + 3)
     assert look(tmp_path, tmp_path / "st", T0 + 30).health.badge.value == "completed"
     # A text-only reply is only a guess at the end; the state file says the turn goes on.
@@ -94,9 +96,9 @@ def test_a_state_file_of_a_dead_or_reused_pid_is_ignored(tmp_path):
     transcript(tmp_path, prompt(T0), tool_use(T0 + 1))
     child = subprocess.Popen(["true"])
     child.wait()
-    state_file(tmp_path, "idle", T0 + 2, pid=child.pid, start="1")  # exited: pid may be anyone's
+    state_file(tmp_path, "waiting", T0 + 2, pid=child.pid, start="1")  # exited: pid may be anyone's
     assert look(tmp_path, tmp_path / "st", T0 + 30).health.badge.value == "healthy"
-    state_file(tmp_path, "idle", T0 + 2, start="12345")  # a live pid, started at another time
+    state_file(tmp_path, "waiting", T0 + 2, start="12345")  # a live pid, started at another time
     assert look(tmp_path, tmp_path / "st", T0 + 30).health.badge.value == "healthy"
 
 
@@ -106,6 +108,10 @@ def test_hook_events_from_the_real_recorder(tmp_path):
     transcript(tmp_path, prompt(now - 5), tool_use(now - 4))
     hook(state, hook_event_name="UserPromptSubmit", prompt="fix it")
     hook(state, hook_event_name="PreToolUse", tool_name="Bash", tool_input={"command": "make"})
+    hook(state, hook_event_name="Notification", notification_type="permission_prompt",
+         message="Claude needs your permission to use Bash")
+    snap = look(tmp_path, state, now + 60)
+    assert snap.health.badge.value == "waiting"
     hook(state, hook_event_name="PostToolUse", tool_name="Bash")
     assert look(tmp_path, state, time.time() + 1).health.badge.value == "healthy"
     hook(state, hook_event_name="Stop", stop_hook_active=False)

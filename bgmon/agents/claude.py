@@ -178,7 +178,9 @@ def load_state(path: str) -> list[Event]:
     if isinstance(obj.get("cwd"), str):
         events.append(Event(EventKind.META, ts=ts, cwd=obj["cwd"]))
     text = f"session state: {status}"
-    if status in _STATE_EVENTS:
+    if status == "waiting":
+        events.append(Event(EventKind.WAITING, ts=ts, text="a permission prompt or a question (session state)"))
+    elif status in _STATE_EVENTS:
         events.append(Event(_STATE_EVENTS[status], ts=ts, text=text))
     return events
 

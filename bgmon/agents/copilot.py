@@ -150,6 +150,16 @@ def _subagent(ok: bool | None):
     return handle
 
 
+def _asked(data: dict, ts: float | None) -> list[Event]:
+    request = dict_at(data, "permissionRequest")
+    what = request.get("fullCommandText") or request.get("kind") or data.get("question") or "a question"
+    return [Event(EventKind.WAITING, ts=ts, text=clip(f"permission or answer: {what}", 200))]
+
+
+def _answered(data: dict, ts: float | None) -> list[Event]:
+    return [Event(EventKind.RESUMED, ts=ts, text="answered")]
+
+
 def _heartbeat(data: dict, ts: float | None) -> list[Event]:
     return [Event(EventKind.HEARTBEAT, ts=ts)]
 
@@ -168,6 +178,10 @@ _HANDLERS = {
     "session.error": _error,
     "session.idle": _idle,
     "session.shutdown": _shutdown,
+    "permission.requested": _asked,
+    "permission.completed": _answered,
+    "user_input.requested": _asked,
+    "user_input.completed": _answered,
     "subagent.started": _subagent(None),
     "subagent.completed": _subagent(True),
     "subagent.failed": _subagent(False),

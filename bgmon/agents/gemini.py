@@ -202,7 +202,8 @@ def _tool_call(call: dict, msg_ts: float | None, out: list[Event]) -> None:
                          error=clip(error, 400)))
     elif status == "cancelled":
         out.append(Event(EventKind.TURN_ABORTED, ts=ts, text=f"{name} cancelled"))
-
+    elif status == "awaiting_approval":
+        out.append(Event(EventKind.WAITING, ts=ts, text=f"approval to run {name}"))
 
 
 def _display(call: dict) -> str | None:

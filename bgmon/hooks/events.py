@@ -2,8 +2,8 @@
 
 Each line is `{"ts", "event", …}` (see record.py). The events it gives are the agent's own
 word on the session's state, which the engine prefers over what a transcript suggests
-(`Activity.signal`): a prompt or a tool use means running, a stop means the turn ended, a failed
-stop means it ended on an error.
+(`Activity.signal`): a prompt or a tool use means running, a permission prompt means waiting on
+a person, a stop means the turn ended, a failed stop means it ended on an error.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def parse(obj: dict) -> list[Event] | None:
     if event == "UserPromptSubmit":
         return [Event(EventKind.TURN_START, ts=ts, text="prompt submitted (hook)")]
     if event in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
-        return [Event(EventKind.TURN_START, ts=ts, text=f"{event}: {tool or 'tool'} (hook)")]
+        return [Event(EventKind.RESUMED, ts=ts, text=f"{event}: {tool or 'tool'} (hook)")]
+    if event == "PermissionRequest" or (event == "Notification" and obj.get("notification_type") in _ASKS):
+        what = _ASKS.get(str(obj.get("notification_type")), f"permission to use {tool or 'a tool'}")
+        return [Event(EventKind.WAITING, ts=ts, text=what)]
     if event in ("Stop", "SessionEnd", "agent-turn-complete"):
         return [Event(EventKind.TURN_END, ts=ts, text=f"{event} (hook)")]
     if event == "StopFailure":
@@ -49,3 +52,6 @@ def parse(obj: dict) -> list[Event] | None:
         return [Event(EventKind.MESSAGE, ts=ts, text=f"sub-agent {obj.get('agent_type') or ''} stopped (hook)")]
     return []
 
+
+# Notification types that mean the agent waits on a person, and how to say it.
+_ASKS = {"permission_prompt": "a permission prompt", "elicitation_dialog": "a question"}
