@@ -24,9 +24,10 @@ import sqlite3
 import stat
 import statistics
 import threading
+import time
 import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,11 +197,27 @@ class StateStore:
                 )
             if version is not None:
                 return
-        if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+        if self._retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]) != "wal":
             raise JournalUnreadable(f"the state database {self.path} cannot use WAL mode")
-        # Each statement is idempotent: two processes creating the database at once both succeed.
-        conn.executescript(_TABLES)
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA,))
+        # One write transaction taken up front (BEGIN IMMEDIATE waits through the busy timeout):
+        # statement by statement, two processes creating the database at once each start with a
+        # read snapshot that the other's CREATE makes stale, and SQLite answers that with "locked"
+        # at once, without waiting. Each statement is idempotent, so the second creator is a no-op.
+        conn.executescript(f"BEGIN IMMEDIATE;{_TABLES}"
+                           f"INSERT OR IGNORE INTO meta VALUES ('schema', {SCHEMA:d});COMMIT;")
+
+    def _retry_busy(self, step: Callable[[], Any]) -> Any:
+        """`step()`, tried again while another process holds the lock, up to the busy timeout
+        (changing the journal mode does not always wait on SQLite's own busy handler)."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                return step()
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _error(self, exc: BaseException) -> JournalUnreadable:
         if isinstance(exc, JournalUnreadable):
