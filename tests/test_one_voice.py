@@ -207,3 +207,19 @@ def test_an_approved_restart_runs_supervised_and_the_old_failure_is_gone(tmp_pat
         if status.get("supervisorPid"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(status["supervisorPid"], signal.SIGTERM)
+
+
+def test_without_credentials_the_rules_answer_without_loading_the_sdk(isolated_home, ws):
+    """No ANTHROPIC_* variable and no SDK config: the rules answer at once; the SDK (a second
+    of imports, the spin of the TUI's first `r`) is never loaded."""
+    ws.task("t", id="bg_t", name="t", status="failed", error="exit code 1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "BGMON"))}
+    env.update(HOME=str(isolated_home), XDG_CONFIG_HOME=str(isolated_home / ".config"))
+    python, *rest = bgmon_cmd("propose", "t", "--json", "--no-git")
+    p = subprocess.run([python, "-X", "importtime", *rest], cwd=ws.root, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    proposal = orjson.loads(p.stdout)
+    assert proposal["source"] == "rules" and proposal["degraded_reason"] == "no API key"
+    imported = [line for line in p.stderr.splitlines() if "| anthropic" in line]
+    assert not imported, imported[:3]

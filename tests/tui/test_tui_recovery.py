@@ -337,3 +337,34 @@ async def test_an_approved_mark_shows_in_the_tree_and_the_detail(no_key):
         await pilot.press("escape")
         await pilot.pause()
         assert "✎ needs a pers…" in row_text(app, "docs")  # cut to the room the row has
+
+
+async def test_the_panel_says_what_a_restart_waits_for(no_key, procs):
+    """A restart with a backoff shows `waiting Ns before the restart (backoff)…` in the panel
+    while it waits, as `bgmon approve` prints it, instead of a silent spinner."""
+    script = no_key / "client.py"
+    script.write_text("import time\ntime.sleep(600)\n")
+    write_task(no_key, "client", status="failed", command=[sys.executable, str(script)],
+               error="ConnectionRefusedError: [Errno 111] Connection refused")
+    app = BgmonApp(config_for(no_key, proc_interval=0.5))
+    gate = threading.Event()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: badge_of(app, "client") is Badge.FAILED, what="failed")
+            await ask(pilot, app, "client")
+            restart = app.panel.proposal.actions[0]
+            assert restart.kind == "restart" and restart.delay > 0, app.panel.proposal
+            app.panel.service.executor._sleep = lambda seconds: gate.wait(seconds)
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the prompt")
+            await pilot.press("y")
+            waiting = f"waiting {restart.delay:g}s before the restart (backoff)…"
+            await wait_for(pilot, lambda: waiting in shown(app), what="the backoff line")
+            gate.set()
+            await wait_for(pilot, lambda: app.panel.outcome is not None, what="the result")
+            assert waiting not in shown(app) and "the restart started the task again" in shown(app)
+    finally:
+        gate.set()
+        for p in psutil.process_iter(["cmdline"]):
+            if str(script) in (p.info["cmdline"] or []):
+                procs.append(p.pid)

@@ -63,6 +63,11 @@ class RecoveryPanel(VerticalScroll):
             super().__init__()
             self.proposal, self.lines = proposal, lines
 
+    class Progress(Message):
+        def __init__(self, proposal: Proposal, text: str) -> None:
+            super().__init__()
+            self.proposal, self.text = proposal, text
+
     class Decided(Message):
         """An approval or rejection came back (bubbles up: the app shows it in the detail)."""
 
@@ -85,6 +90,7 @@ class RecoveryPanel(VerticalScroll):
         self.error: str | None = None
         self.acting = False  # an approval or rejection is under way (prompt included)
         self.working = False  # … and is running now (spinner)
+        self.waiting: str | None = None  # what the running action waits for (a backoff)
         self._focus_before: Callable[[], object] | None = None
 
     def compose(self) -> ComposeResult:
@@ -201,11 +207,19 @@ class RecoveryPanel(VerticalScroll):
             if self.service.state(proposal.id) == PENDING:
                 self.post_message(self.ConfirmNeeded(proposal, self.service.preview(proposal)))
                 return
-            outcome = self.service.approve(proposal.id, self.lookup, by="tui")
+            outcome = self._approve_now(proposal)
             state = self.service.state(proposal.id)
         except Exception as exc:
             outcome, state = Outcome(proposal.id, "error", f"approval failed: {_error(exc)}"), None
         self.post_message(self.Decided(proposal, outcome, state))
+
+    def _approve_now(self, proposal: Proposal) -> Outcome:
+        """Approve from a worker thread; what a long step waits for (a restart's backoff) is
+        shown in the panel meanwhile, as `bgmon approve` prints it."""
+        assert self.service is not None
+        self.service.executor.announce = lambda text: self.post_message(
+            self.Progress(proposal, text))
+        return self.service.approve(proposal.id, self.lookup, by="tui")
 
     @on(ConfirmNeeded)
     def _confirm(self, msg: ConfirmNeeded) -> None:
@@ -226,7 +240,7 @@ class RecoveryPanel(VerticalScroll):
     def _run(self, proposal: Proposal) -> None:
         assert self.service is not None
         try:
-            outcome = self.service.approve(proposal.id, self.lookup, by="tui")
+            outcome = self._approve_now(proposal)
             state = self.service.state(proposal.id)
         except Exception as exc:
             outcome, state = Outcome(proposal.id, "error", f"approval failed: {_error(exc)}"), None
@@ -280,11 +294,18 @@ class RecoveryPanel(VerticalScroll):
             outcome, state = Outcome(proposal.id, "error", f"rejection failed: {_error(exc)}"), None
         self.post_message(self.Decided(proposal, outcome, state))
 
+    @on(Progress)
+    def _progress(self, msg: Progress) -> None:
+        if self.proposal is msg.proposal and self.working:
+            self.waiting = msg.text
+            self._redraw()
+
     @on(Decided)
     def _decided(self, msg: Decided) -> None:
         if self.proposal is None or self.proposal.id != msg.proposal.id:
             return  # bubbles on: the app still shows the result in the task's detail
         self.acting = self.working = False
+        self.waiting = None
         self.state = msg.state or self.state
         if msg.outcome.status in RAN:
             self.outcome, self.note = msg.outcome, None
@@ -314,7 +335,7 @@ class RecoveryPanel(VerticalScroll):
             parts.append(Text(""))
             parts += outcome_text(self.outcome)
         if self.working:
-            parts.append(Text("\nWorking…", style="bold"))
+            parts.append(Text(f"\n{self.waiting or 'Working…'}", style="bold"))
         if self.note:
             parts.append(Text(f"\n{self.note}", style="bold"))
         hint = "a approve · x reject · esc close" if self.state == PENDING else "r ask again · esc close"
