@@ -217,8 +217,11 @@ class RecoveryPanel(VerticalScroll):
         """Approve from a worker thread; what a long step waits for (a restart's backoff) is
         shown in the panel meanwhile, as `bgmon approve` prints it."""
         assert self.service is not None
-        self.service.executor.announce = lambda text: self.post_message(
-            self.Progress(proposal, text))
+
+        def announce(text: str) -> None:
+            self.post_message(self.Progress(proposal, text))
+
+        self.service.executor.announce = announce
         return self.service.approve(proposal.id, self.lookup, by="tui")
 
     @on(ConfirmNeeded)
