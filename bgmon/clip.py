@@ -28,6 +28,13 @@ def clip(text: str, limit: int) -> str:
     return head.rstrip(" ,;:") + ELLIPSIS
 
 
+def clip_start(text: str, limit: int) -> str:
+    """`text` cut from the start, for paths whose end says most: `…/work/shop`."""
+    if len(text) <= limit:
+        return text
+    return ELLIPSIS + text[len(text) - max(0, limit - 1):] if limit > 0 else ""
+
+
 def clip_optional(text: str | None, limit: int) -> str | None:
     return None if text is None else clip(text, limit)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bgmon.clip import clip, flat, one_line
+from bgmon.clip import clip, clip_start, flat, one_line
 from bgmon.recovery import rules
 
 
@@ -42,3 +42,9 @@ def test_evidence_in_rules_is_not_cut_mid_word(tmp_path):
     long = "psycopg.OperationalError: connection to server at db (10.0.0.5), port 5432 failed " * 4
     out = rules.flat(long, 60)
     assert out.endswith("…") and not out[:-1].endswith(("serve", "fail"))
+
+
+def test_a_path_is_cut_from_its_start():
+    assert clip_start("/home/me/work/shop", 10) == "…work/shop"
+    assert clip_start("short", 10) == "short"
+    assert all(len(clip_start("/a/b/c/d/e/f", n)) <= n for n in range(0, 14))

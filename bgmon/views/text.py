@@ -37,6 +37,7 @@ COLOUR_STYLES = {
 MONO_STYLES = {
     Badge.HEALTHY: "",
     Badge.STRUGGLING: "bold",
+    Badge.WAITING: "bold underline",  # needs a person, though not a fault
     Badge.STUCK: "bold reverse",
     Badge.FAILED: "bold reverse",
     Badge.COMPLETED: "",

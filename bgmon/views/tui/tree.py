@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from bgmon.clip import clip
+from bgmon.clip import clip, clip_start
 from bgmon.model import Badge, TaskSnapshot
 from bgmon.printable import single_line
 from bgmon.views.text import MARK, STYLES
@@ -104,8 +104,7 @@ def group_label(g: GroupRow, width: int) -> Text:
             tail.append(f"  {badge.glyph} {g.counts[badge]}", style=STYLES[badge])
     name = single_line(short_path(g.name))
     room = max(8, width - tail.cell_len)
-    if len(name) > room:
-        name = "…" + name[-(room - 1) :]
+    name = clip_start(name, room)
     line = Text(name, style="bold")
     line.append_text(tail)
     return line
