@@ -221,7 +221,11 @@ class RecoveryPanel(VerticalScroll):
         def announce(text: str) -> None:
             self.post_message(self.Progress(proposal, text))
 
-        self.service.executor.announce = announce
+        # A remote host's service approves through `bgmon approve` over its link and has no
+        # local executor: the host's own output says what it waited for.
+        executor = getattr(self.service, "executor", None)
+        if executor is not None:
+            executor.announce = announce
         return self.service.approve(proposal.id, self.lookup, by="tui")
 
     @on(ConfirmNeeded)
