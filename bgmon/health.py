@@ -107,7 +107,7 @@ def _failure_text(ev: Event | None) -> str:
     what = ev.tool or "tool"
     err = (ev.error or ev.text or "error").strip().splitlines()
     first = err[0] if err else "error"
-    return f"{what}: {first[:80]}"
+    return f"{what}: {clip(first, 80)}"
 
 
 def _secs(seconds: float) -> str:
@@ -204,7 +204,7 @@ def error_burst(act: ActivitySummary, now: float, th: Thresholds) -> Reason | No
     if act.error_streak > count:
         template += f", {act.error_streak} since the last success"
     if said:
-        template += f" (last {{last_error}} ago: {quote(said[0][:100])})"
+        template += f" (last {{last_error}} ago: {quote(clip(said[0], 100))})"
     template += f" [threshold {th.fail_streak} in a row]"
     return Reason.judged(
         "struggling.errors", template, now, count=count, pattern=pattern, window_s=th.error_window,
@@ -403,7 +403,7 @@ def _said(text: str | None) -> str:
     if not text:
         return ""
     first = text.strip().splitlines()[0] if text.strip() else ""
-    return f": {first[:120]}" if first else ""
+    return f": {clip(first, 120)}" if first else ""
 
 
 def next_check(obs: Observation, now: float, th: Thresholds, refresh: float = 15.0) -> float:

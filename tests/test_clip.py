@@ -48,3 +48,14 @@ def test_a_path_is_cut_from_its_start():
     assert clip_start("/home/me/work/shop", 10) == "…work/shop"
     assert clip_start("short", 10) == "short"
     assert all(len(clip_start("/a/b/c/d/e/f", n)) <= n for n in range(0, 14))
+
+
+def test_a_long_failure_in_a_reason_is_cut_at_a_word_with_an_ellipsis():
+    """Issue 15's reproduction: the demo's refused connection read "connection to serve)"."""
+    from bgmon.health import _failure_text
+    from bgmon.model import Event
+
+    error = ("sqlalchemy.exc.OperationalError: (psycopg2.OperationalError) connection to server at "
+             '"localhost" (127.0.0.1), port 5432 failed: Connection refused')
+    text = _failure_text(Event(ts=0.0, kind="tool_result", tool="Bash", error=error))
+    assert text.endswith("…") and "serve)" not in text and "connection to…" in text
