@@ -83,13 +83,13 @@ def test_a_plain_answer_ends_the_turn_and_a_running_subagent_keeps_it_open(tmp_p
                  ev("subagent.started", {"toolCallId": "s1", "agentName": "explore",
                                          "agentDisplayName": "Explore", "agentDescription": "d"}),
                  ev("assistant.message", {"messageId": "m2", "content": "Waiting for the explorer."}))
-    (snap,) = look(tmp_path, T0 + 60)
-    assert snap.health.badge.value == "healthy"
+    session, _ = look(tmp_path, T0 + 60)
+    assert session.health.badge.value == "healthy"
     append_lines(path, ev("subagent.completed", {"toolCallId": "s1", "agentName": "explore",
                                                  "agentDisplayName": "Explore"}, T0 + 1),
                  ev("assistant.message", {"messageId": "m3", "content": "Done."}, T0 + 2))
-    (snap,) = look(tmp_path, T0 + 60)
-    assert snap.health.badge.value == "completed"
+    session, _ = look(tmp_path, T0 + 60)
+    assert session.health.badge.value == "completed"
 
 
 def test_a_permission_request_waits_until_it_is_answered(tmp_path):
@@ -107,3 +107,116 @@ def test_a_permission_request_waits_until_it_is_answered(tmp_path):
 def test_flat_older_layout_is_found_too(tmp_path):
     append_lines(tmp_path / "session-state" / f"{SID}.jsonl", start(), ev("user.message", {"content": "go"}))
     assert [s.key for s in look(tmp_path)] == [f"copilot:{SID}"]
+
+
+# Sub-agents (the `task` tool) write into the session's own events.jsonl. Shaped like the
+# runtime's lines: the spawning call, `subagent.started` keyed by that call's id, the
+# sub-agent's own lines stamped `agentId` (1.0.39+) or `data.parentToolCallId` (before).
+SUB = "toolu_01Rv8BzXk3c4YQhLw7n2Sf5D"
+
+
+def task_call(call_id: str = SUB, t: float = T0, agent: str | None = None) -> list[dict]:
+    start = ev("tool.execution_start", {"toolCallId": call_id, "toolName": "task", "arguments": {
+        "agent_type": "general-purpose", "description": "Fix the build", "prompt": "make it pass",
+        "mode": "background"}}, t)
+    started = ev("subagent.started", {"toolCallId": call_id, "agentName": "general-purpose",
+                                      "agentDisplayName": "Fix the build",
+                                      "agentDescription": "Full-capability agent"}, t)
+    if agent is not None:
+        start["agentId"] = agent
+    started["agentId"] = agent or call_id  # the runtime stamps a sub-agent's start with its own id
+    return [start, started]
+
+
+def stamped(line: dict, agent: str, legacy: bool = False) -> dict:
+    """A line the sub-agent `agent` wrote."""
+    if legacy:
+        line["data"]["parentToolCallId"] = agent
+    else:
+        line["agentId"] = agent
+    return line
+
+
+def by_key(monitor: Monitor) -> dict:
+    return {s.key: s for s in monitor.snapshots()}
+
+
+def test_a_sub_agent_is_its_own_task_with_its_own_failures(tmp_path):
+    path = tmp_path / "session-state" / SID / "events.jsonl"
+    # A background sub-agent: the `task` call returns at once, the sub-agent works on.
+    launched = ev("tool.execution_complete", {"toolCallId": SUB, "success": True, "result": {
+        "content": f"Agent started in background with agent_id: {SUB}"}})
+    append_lines(path, start(), ev("user.message", {"content": "fix the build"}), *task_call(), launched,
+                 *(stamped(line, SUB) for line in bash(1, 2) + bash(2, 2) + bash(3, 2)),
+                 ev("assistant.message", {"messageId": "m1", "content": "The sub-agent is on it."}))
+    clock = Clock(T0 + 60)
+    monitor = Monitor(config(tmp_path), clock=clock)
+    monitor.sweep()
+    monitor.evaluate()
+    tasks = by_key(monitor)
+    session, child = tasks[f"copilot:{SID}"], tasks[f"copilot:{SID}/{SUB}"]
+    assert child.parent == session.key and child.name == "Fix the build" and child.id == SUB[-8:]
+    assert child.group == "/work/hack"  # it works where its session does
+    # Its failed commands are its own: the session's own record has none of them.
+    assert child.health.badge.value == "struggling" and "exit code 2" in child.health.summary
+    assert session.own_health is not None and session.own_health.badge.value == "healthy"
+    assert session.health.badge.value == "struggling"  # rolled up from the sub-agent
+    assert not any(e.tool == "bash" for e in session.recent)
+    assert [e.tool for e in child.recent if e.kind is EventKind.TOOL_CALL] == ["bash"] * 3
+
+    # It fails: the sub-agent's task says so; the session's background work is over.
+    append_lines(path, stamped(ev("subagent.failed", {
+        "toolCallId": SUB, "agentName": "general-purpose", "agentDisplayName": "Fix the build",
+        "error": "model call failed: 500", "durationMs": 9000}, T0 + 5), SUB))
+    monitor.on_paths([str(path)])
+    monitor.evaluate()
+    tasks = by_key(monitor)
+    child = tasks[f"copilot:{SID}/{SUB}"]
+    assert child.health.badge.value == "failed" and "model call failed: 500" in child.health.summary
+    assert tasks[f"copilot:{SID}"].own_health.badge.value == "completed"  # its own turn ended
+
+
+def test_an_older_sub_agent_marks_its_lines_with_the_parent_call_and_completes(tmp_path):
+    path = tmp_path / "session-state" / SID / "events.jsonl"
+    sub = "call_Gx1pQ0mWb2"
+    started = task_call(sub)
+    del started[1]["agentId"]  # before 1.0.39: no envelope agentId at all
+    append_lines(path, start(), ev("user.message", {"content": "explore"}), *started,
+                 stamped(ev("assistant.message", {"messageId": "s1", "content": "Looking.",
+                                                  "toolRequests": [{"toolCallId": "r1"}]}), sub, True),
+                 *(stamped(line, sub, True) for line in bash(7, 0)),
+                 ev("subagent.completed", {"toolCallId": sub, "agentName": "general-purpose",
+                                           "agentDisplayName": "Fix the build", "totalToolCalls": 1}, T0 + 2))
+    tasks = {s.key: s for s in look(tmp_path, T0 + 60)}
+    child = tasks[f"copilot:{SID}/{sub}"]
+    assert child.health.badge.value == "completed" and child.parent == f"copilot:{SID}"
+    assert [e.kind for e in child.recent][:1] == [EventKind.TURN_START]
+    # A cancelled sub-agent completes too (the runtime: cancellation is not a failure).
+    assert parse(ev("subagent.completed", {"toolCallId": sub, "cancelled": True}))[0].kind is EventKind.BG_END
+
+
+def test_a_sub_agent_started_by_a_sub_agent_nests_under_it(tmp_path):
+    path = tmp_path / "session-state" / SID / "events.jsonl"
+    inner = "toolu_01InnerQa9"
+    append_lines(path, start(), ev("user.message", {"content": "go"}), *task_call(),
+                 *task_call(inner, agent=SUB),
+                 stamped(ev("tool.execution_start", {"toolCallId": "i1", "toolName": "view",
+                                                     "arguments": {"path": "/work/hack"}}), inner))
+    tasks = {s.key: s for s in look(tmp_path, T0 + 5)}
+    outer_key = f"copilot:{SID}/{SUB}"
+    assert tasks[f"copilot:{SID}/{inner}"].parent == outer_key
+    assert tasks[outer_key].parent == f"copilot:{SID}"
+    assert all(e.tool != "view" for e in tasks[outer_key].recent)
+
+
+def test_sub_agents_go_with_their_session(tmp_path):
+    path = tmp_path / "session-state" / SID / "events.jsonl"
+    append_lines(path, start(), ev("user.message", {"content": "go"}), *task_call())
+    monitor = Monitor(config(tmp_path), clock=Clock(T0 + 5))
+    monitor.sweep()
+    monitor.sweep()  # a second look keeps the sub-agent (discovery never lists it)
+    assert f"copilot:{SID}/{SUB}" in monitor.tasks
+    path.unlink()
+    monitor.sweep()
+    monitor.evaluate()
+    assert monitor.tasks == {} and monitor.snapshots() == []

@@ -45,6 +45,18 @@ def json_object(path: str, data: bytes) -> dict:
 
 
 @dataclass(frozen=True, slots=True)
+class SubAgentShare:
+    """A line's events for one sub-agent whose lines share the session's log (Copilot writes
+    them all to one file). The engine makes each such sub-agent a task of its own, nested under
+    the session, or under the sub-agent that spawned it."""
+
+    agent: str  # its id within the session
+    events: list[Event]
+    spawner: str | None = None  # the sub-agent that started it (None: the session itself)
+    name: str | None = None  # what to call it (known on the line that starts it)
+
+
+@dataclass(frozen=True, slots=True)
 class LineFormat:
     """An append-only JSONL log: each decoded line → events (`None`: a line type it does not
     know; `[]`: known, nothing of interest). Pure, no state across lines."""
@@ -53,6 +65,9 @@ class LineFormat:
     parse: Parser
     looks_like: Callable[[dict], bool] | None = None  # sniffing a worktree log's first line
     head_first: bool = False  # the first line holds session facts the start-up back-scan may miss
+    # For a log that also holds its sub-agents' lines: a line → each sub-agent's share of it
+    # (`parse` then gives only the session's own events, `[]` for a sub-agent's line).
+    sub_agents: Callable[[dict], list[SubAgentShare]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,20 @@
 """GitHub Copilot CLI: `~/.copilot/session-state/<session id>/events.jsonl` (or $COPILOT_HOME),
 one event per line `{type, data, id, timestamp, parentId}` (the schema of github/copilot-sdk's
-session-events). Older versions wrote `session-state/<session id>.jsonl`."""
+session-events). Older versions wrote `session-state/<session id>.jsonl`.
+
+Sub-agents (the `task` tool) write to the same file: `subagent.started` / `completed` / `failed`
+name the one that started or ended by the `toolCallId` of the call that spawned it, and every
+line a sub-agent writes carries that id: in the envelope's `agentId` (1.0.39+), before that in
+`data.parentToolCallId`. Each sub-agent is its own task (`sub_agents`); the session's own
+events (`parse`) leave its lines out.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 
-from bgmon.agents.base import Agent, LineFormat, Scan
+from bgmon.agents.base import Agent, LineFormat, Scan, SubAgentShare
 from bgmon.formats import canonical_input, dict_at
 from bgmon.model import Event, EventKind, clip
 from bgmon.sources.found import TaskSpec, is_dir, mtime, scandir
@@ -59,12 +66,58 @@ def _todos(text: object, ts: float | None, out: list[Event]) -> None:
 
 
 def parse(obj: dict) -> list[Event] | None:
+    """The session's own events of a line ([] for a line one of its sub-agents wrote)."""
     kind, data = obj.get("type"), obj.get("data")
     if not isinstance(kind, str) or not isinstance(data, dict):
         return None
     ts = parse_time(obj.get("timestamp"))
+    lifecycle = _LIFECYCLE.get(kind)
+    if lifecycle is not None:
+        child, spawner = _lifecycle_ids(obj, data)
+        return lifecycle(data, ts, child)[1] if spawner is None else []
+    if _owner(obj, data) is not None:
+        return []
     handler = _HANDLERS.get(kind)
     return handler(data, ts) if handler else []
+
+
+def sub_agents(obj: dict) -> list[SubAgentShare]:
+    """Each sub-agent's share of a line: a line it wrote, or its start or end."""
+    kind, data = obj.get("type"), obj.get("data")
+    if not isinstance(kind, str) or not isinstance(data, dict):
+        return []
+    lifecycle = _LIFECYCLE.get(kind)
+    if lifecycle is not None:
+        child, spawner = _lifecycle_ids(obj, data)
+        if child is None:
+            return []
+        own, spawner_events = lifecycle(data, parse_time(obj.get("timestamp")), child)
+        name = data.get("agentDisplayName") or data.get("agentName")
+        shares = [SubAgentShare(spawner, spawner_events)] if spawner is not None else []
+        shares.append(SubAgentShare(child, own, spawner, clip(name, 60) if isinstance(name, str) else None))
+        return shares
+    owner = _owner(obj, data)
+    if owner is None:
+        return []
+    handler = _HANDLERS.get(kind)
+    return [SubAgentShare(owner, handler(data, parse_time(obj.get("timestamp"))) if handler else [])]
+
+
+def _owner(obj: dict, data: dict) -> str | None:
+    """The sub-agent that wrote a line (None: the session's main agent)."""
+    agent = obj.get("agentId")
+    if not isinstance(agent, str) or not agent:
+        agent = data.get("parentToolCallId")
+    return clip(agent, 120) if isinstance(agent, str) and agent else None
+
+
+def _lifecycle_ids(obj: dict, data: dict) -> tuple[str | None, str | None]:
+    """(the sub-agent a `subagent.*` line is about, the sub-agent that spawned it or None).
+    Newer versions stamp the line with the sub-agent's own id as its `agentId`."""
+    child = data.get("toolCallId")
+    child = clip(child, 120) if isinstance(child, str) and child else None
+    spawner = _owner(obj, data)
+    return child, spawner if spawner != child else None
 
 
 def _start(data: dict, ts: float | None) -> list[Event]:
@@ -137,17 +190,24 @@ def _shutdown(data: dict, ts: float | None) -> list[Event]:
     return [Event(EventKind.TURN_END, ts=ts, text="shutdown")]
 
 
-def _subagent(ok: bool | None):
-    def handle(data: dict, ts: float | None) -> list[Event]:
-        call_id = clip(str(data.get("toolCallId") or ""), 120) or None
-        if ok is None:
-            return [Event(EventKind.BG_START, ts=ts, call_id=call_id, text=clip(str(data.get("agentName")), 80))]
-        out = [Event(EventKind.BG_END, ts=ts, call_id=call_id, ok=ok)]
-        if not ok:
-            out.append(Event(EventKind.ERROR, ts=ts, text=clip(f"sub-agent {data.get('agentName')} failed: "
-                                                               f"{data.get('error') or ''}", 400)))
-        return out
-    return handle
+# A sub-agent's start and end: (its own events, its spawner's). For the spawner it is
+# background work that keeps its turn open; its faults are the sub-agent's own (rolled up).
+
+def _sub_started(data: dict, ts: float | None, child: str | None) -> tuple[list[Event], list[Event]]:
+    what = data.get("agentDescription") or data.get("agentDisplayName") or data.get("agentName")
+    own = [Event(EventKind.TURN_START, ts=ts, text=clip(str(what or "sub-agent"), 400))]
+    return own, [Event(EventKind.BG_START, ts=ts, call_id=child, text=clip(str(data.get("agentName")), 80))]
+
+
+def _sub_completed(data: dict, ts: float | None, child: str | None) -> tuple[list[Event], list[Event]]:
+    # Torn down by a cancellation, it still completes: not a failure (the schema says so).
+    why = "cancelled" if data.get("cancelled") else "completed"
+    return [Event(EventKind.TURN_END, ts=ts, text=why)], [Event(EventKind.BG_END, ts=ts, call_id=child, ok=True)]
+
+
+def _sub_failed(data: dict, ts: float | None, child: str | None) -> tuple[list[Event], list[Event]]:
+    own = [Event(EventKind.API_ERROR, ts=ts, text=clip(f"sub-agent failed: {data.get('error') or ''}", 400))]
+    return own, [Event(EventKind.BG_END, ts=ts, call_id=child, ok=False)]
 
 
 def _asked(data: dict, ts: float | None) -> list[Event]:
@@ -182,9 +242,11 @@ _HANDLERS = {
     "permission.completed": _answered,
     "user_input.requested": _asked,
     "user_input.completed": _answered,
-    "subagent.started": _subagent(None),
-    "subagent.completed": _subagent(True),
-    "subagent.failed": _subagent(False),
+}
+_LIFECYCLE = {
+    "subagent.started": _sub_started,
+    "subagent.completed": _sub_completed,
+    "subagent.failed": _sub_failed,
 }
 
 
@@ -197,7 +259,7 @@ AGENT = Agent(
     name=NAME,
     label="GitHub Copilot CLI sessions",
     discover=discover,
-    formats=(LineFormat(NAME, parse, looks_like, head_first=True),),
+    formats=(LineFormat(NAME, parse, looks_like, head_first=True, sub_agents=sub_agents),),
     home="~/.copilot",
     home_env=(("COPILOT_HOME", ""),),
     processes=frozenset({"copilot"}),

@@ -62,7 +62,8 @@ class Monitor:
         current = {spec.key: spec for spec in self.found.specs}
         keep = tuple(self.found.keep)
         for key in list(self.tasks):
-            if key not in current and not key.startswith(keep):
+            # Sub-agents fed by their session's log go when their session does.
+            if key not in current and not key.startswith(keep) and key not in self.store.fed_by:
                 self.store.forget(key)
         for key, spec in current.items():
             record = self.tasks.get(key)

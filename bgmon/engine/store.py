@@ -8,15 +8,16 @@ marks a record `dirty` when something the evaluator reads has changed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 from bgmon.activity import RESULT_WINDOW, Activity
 from bgmon.agents import by_source, doc_format, line_format
+from bgmon.agents.base import SubAgentShare
 from bgmon.config import Reading
 from bgmon.formats import Parser, parser_for, sniff
 from bgmon.health import Observation
-from bgmon.model import EventKind, Health, ProcFacts, TaskSnapshot
+from bgmon.model import Event, EventKind, Health, ProcFacts, TaskSnapshot
 from bgmon.sources.discover import TaskSpec, named_logs, worktree_logs
 from bgmon.sources.document import DocumentReader
 from bgmon.sources.status import StatusReader
@@ -52,6 +53,8 @@ class LogFeed:
     parser: Parser | None = None
     unknown_types: int = 0
     signal: bool = False  # the agent's own word on its state (see Activity.signal)
+    # Its lines also hold sub-agents' (LineFormat.sub_agents): each one's share, per line.
+    sub_agents: Callable[[dict], list[SubAgentShare]] | None = None
 
 
 @dataclass
@@ -99,6 +102,9 @@ class TaskStore:
         self.reading = reading
         self.tasks: dict[str, TaskRecord] = {}
         self.by_file: dict[str, str] = {}  # status/log path → task key
+        # Sub-agents whose lines are in their session's log: their task key → the session's.
+        # They have no files of their own; they are fed by the session's log and live with it.
+        self.fed_by: dict[str, str] = {}
 
     def adopt(self, spec: TaskSpec) -> TaskRecord:
         """The record for `spec`, keeping the readers of a task whose spec changed."""
@@ -125,6 +131,9 @@ class TaskStore:
 
     def forget(self, key: str) -> None:
         record = self.tasks.pop(key, None)
+        self.fed_by.pop(key, None)
+        for child in [c for c, session in self.fed_by.items() if session == key]:
+            self.forget(child)
         if record is None:
             return
         for path in (record.spec.status_file, record.spec.document, *record.feeds, *record.signal_docs):
@@ -188,6 +197,7 @@ class TaskStore:
         record.feeds[path] = feed
         self.by_file[path] = record.spec.key
         fmt = line_format(feed.fmt)
+        feed.sub_agents = fmt.sub_agents if fmt is not None else None
         if fmt is not None and fmt.head_first:
             # Session facts (Codex: the cwd) are on the first line only; the back-scan may not
             # reach it.
@@ -235,8 +245,9 @@ class TaskStore:
             if not feed.reader.behind:
                 break
 
-    @staticmethod
-    def feed(record: TaskRecord, feed: LogFeed, lines: Iterable[dict]) -> None:
+    def feed(self, record: TaskRecord, feed: LogFeed, lines: Iterable[dict]) -> None:
+        if feed.sub_agents is not None:
+            lines = self._share_out(record, feed.sub_agents, lines)
         parse = feed.parser
         apply = record.activity.signal if feed.signal else record.activity.apply
         fed = False
@@ -254,6 +265,35 @@ class TaskStore:
                 apply(ev)
         if fed:
             record.dirty = True
+
+    def _share_out(self, record: TaskRecord, split: Callable[[dict], list[SubAgentShare]],
+                   lines: Iterable[dict]) -> Iterator[dict]:
+        """Pass the lines on to the session's own parser, first handing each sub-agent its
+        share of them (its task is made at its first line)."""
+        for obj in lines:
+            for share in split(obj):
+                child = self._sub_agent(record, share)
+                for ev in share.events:
+                    child.activity.apply(ev)
+                child.dirty = True
+            yield obj
+
+    def _sub_agent(self, session: TaskRecord, share: SubAgentShare) -> TaskRecord:
+        key = f"{session.spec.key}/{share.agent}"
+        child = self.tasks.get(key)
+        if child is not None:
+            return child
+        parent = f"{session.spec.key}/{share.spawner}" if share.spawner else session.spec.key
+        short = share.agent[-8:]  # call ids share their prefix (toolu_01…, call_…)
+        spec = replace(session.spec, key=key, id=short, name=share.name or short,
+                       parent=parent if parent in self.tasks else session.spec.key,
+                       logs=(), signals=(), document=None, status_file=None)
+        child = self.tasks[key] = TaskRecord(spec=spec)
+        self.fed_by[key] = session.spec.key
+        if session.activity.cwd:
+            # It works where its session does (its lines never say).
+            child.activity.apply(Event(EventKind.META, cwd=session.activity.cwd))
+        return child
 
     def watch_dirs(self) -> set[str]:
         """The directories of every file a task is read from."""
