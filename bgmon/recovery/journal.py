@@ -88,10 +88,21 @@ class Journal:
         data = scrub(line.decode()).encode() + b"\n"
         if durable is None:
             durable = record.get("kind") in DURABLE_KINDS
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalUnreadable(
+                f"cannot create the journal's folder {self.path.parent}: {exc.strerror or exc}"
+            ) from None
         with self.index.writing():  # one writer at a time, across processes
-            self._rotate()
-            self._write(data, durable)
+            try:
+                self._rotate()
+                self._write(data, durable)
+            except JournalUnreadable:
+                raise
+            except OSError as exc:
+                raise JournalUnreadable(
+                    f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
         return record
 
     def _write(self, data: bytes, durable: bool) -> None:

@@ -7,7 +7,8 @@ and the running sums of `bgmon report`. It is kept by catching up with the journ
 offset into the journal file says how far it has read, and every reader first reads what was
 appended since (one `stat` when nothing was). So lines written by any process, by an older bgmon
 or by hand, are indexed exactly once; an existing journal is migrated on first use; a database
-moved aside is rebuilt from the journal and its rotated segments.
+moved aside is rebuilt from the journal and its rotated segments. A reader never creates the
+database where nothing was recorded (see `StateStore._reader`): the first write does.
 
 Writers take SQLite's write lock (`BEGIN IMMEDIATE`) around appending to the journal and
 indexing it, so the TUI, `bgmon approve` in a shell and `bgmon run` never interleave, and a
@@ -18,6 +19,7 @@ longer than the busy timeout, a reader answers from what is indexed so far.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import sqlite3
@@ -55,6 +57,8 @@ CHUNK = 4 << 20  # journal bytes read at a time while catching up (bounds memory
 LINE_CAP = 16 << 20  # a "line" longer than this is junk: skipped, counted
 BACKGROUND_BYTES = 4 << 20  # the live engine's marks index more than this in a background thread
 KEEP_ROTATED = 9  # journal.jsonl.1 … .9 are read when the database is built from scratch
+IN_MEMORY = -1  # the held connection's "inode" when the index is kept in memory (see `_reader`)
+_NOT_DENIED = object()
 FAULTS = frozenset(b.value for b in Badge if b.is_fault)
 RECOVERED = frozenset({Badge.HEALTHY.value, Badge.COMPLETED.value})
 
@@ -84,7 +88,10 @@ CREATE INDEX IF NOT EXISTS recoveries_seconds ON recoveries (seconds);
 
 class JournalUnreadable(OSError):
     """The journal or its state database cannot be used (a directory, a FIFO, no permission, a
-    corrupt or locked database, a full disk); the message is one line for the person."""
+    corrupt or locked database, a full disk); the message is one line for the person.
+    `denied`: bgmon may not create or write the file there (a read-only folder or disk)."""
+
+    denied = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,21 +139,62 @@ class StateStore:
         self._held = _Held()
         self._background: threading.Thread | None = None
         self._background_error: JournalUnreadable | None = None
+        self._denied_for: object = _NOT_DENIED  # the database file as it was when it was refused
         weakref.finalize(self, _Held.close, self._held)
 
     # --- connections -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, writing: bool = False) -> Iterator[sqlite3.Connection]:
         """The store's connection, one user at a time (threads take turns). It stays open:
-        closing the last connection checkpoints the WAL, which costs more than the query."""
+        closing the last connection checkpoints the WAL, which costs more than the query.
+        Only a writer creates the database where nothing was recorded yet (see `_reader`)."""
         with self._lock:
             try:
-                conn = self._connection()
+                conn = self._connection() if writing else self._reader()
                 yield conn
             except sqlite3.Error as exc:
                 self._drop()  # a damaged or replaced file: open it afresh next time
                 raise self._error(exc) from None
+
+    def _reader(self) -> sqlite3.Connection:
+        """The connection a reader asks on. A command that only looks (`--once`, `history`, the
+        TUI before anything happens) must leave no file behind: where there is no database and
+        no journal, nothing was recorded, and an empty index in memory says so. Where there is
+        a journal, the database is created to index it (a migration), unless bgmon may not
+        write there (a read-only folder): then the journal is indexed in memory, as it would be
+        in the file, so the reader still sees every record the journal holds."""
+        db = _identity(self.path)
+        if db is None and self._nothing_recorded():
+            return self._in_memory()
+        if self._held.ino == IN_MEMORY and self._denied_for == db:
+            return self._in_memory()  # refused before, and the file is as it was: not again
+        try:
+            conn = self._connection()
+        except (JournalUnreadable, sqlite3.Error) as exc:
+            self._drop()
+            unreadable = self._error(exc)
+            if not unreadable.denied:
+                raise unreadable from None
+            self._denied_for = db
+            return self._in_memory()
+        self._denied_for = _NOT_DENIED
+        return conn
+
+    def _nothing_recorded(self) -> bool:
+        """No journal, nor a rotated segment of one: no record to index."""
+        return not any(os.path.lexists(p) for p in (
+            self.journal, *(rotated(self.journal, n) for n in range(1, KEEP_ROTATED + 1))))
+
+    def _in_memory(self) -> sqlite3.Connection:
+        held = self._held
+        if held.conn is not None and held.ino == IN_MEMORY:
+            return held.conn
+        self._drop()
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        _create_tables(conn)
+        held.conn, held.ino = conn, IN_MEMORY
+        return conn
 
     def _connection(self) -> sqlite3.Connection:
         try:
@@ -180,7 +228,9 @@ class StateStore:
         return conn
 
     def _drop(self) -> None:
+        """Close the connection; the next one starts from what it holds, not what this saw."""
         _Held.close(self._held)
+        self._seen, self._marks = None, None
 
     def close(self) -> None:
         with self._lock:
@@ -199,12 +249,7 @@ class StateStore:
                 return
         if self._retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]) != "wal":
             raise JournalUnreadable(f"the state database {self.path} cannot use WAL mode")
-        # One write transaction taken up front (BEGIN IMMEDIATE waits through the busy timeout):
-        # statement by statement, two processes creating the database at once each start with a
-        # read snapshot that the other's CREATE makes stale, and SQLite answers that with "locked"
-        # at once, without waiting. Each statement is idempotent, so the second creator is a no-op.
-        conn.executescript(f"BEGIN IMMEDIATE;{_TABLES}"
-                           f"INSERT OR IGNORE INTO meta VALUES ('schema', {SCHEMA:d});COMMIT;")
+        _create_tables(conn)
 
     def _retry_busy(self, step: Callable[[], Any]) -> Any:
         """`step()`, tried again while another process holds the lock, up to the busy timeout
@@ -224,6 +269,12 @@ class StateStore:
             return exc
         text = str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
         low = text.lower()
+        if _denied(exc, low):
+            unreadable = JournalUnreadable(
+                f"cannot write the state database {self.path}: {text} (bgmon may not write "
+                "there; point [recovery] journal at a folder it may write to)")
+            unreadable.denied = True
+            return unreadable
         if "locked" in low or "busy" in low:
             return JournalUnreadable(
                 f"the state database {self.path} is locked by another process "
@@ -240,7 +291,7 @@ class StateStore:
     def writing(self) -> Iterator[sqlite3.Connection]:
         """A write transaction, caught up with the journal first. Holds SQLite's write lock:
         every bgmon process appends to the journal only inside one."""
-        with self._connect() as conn:
+        with self._connect(writing=True) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 self._catch_up(conn)
@@ -492,6 +543,32 @@ class StateStore:
             "median_recovery_seconds": median,
             "still_failing": failing,
         }
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    # One write transaction taken up front (BEGIN IMMEDIATE waits through the busy timeout):
+    # statement by statement, two processes creating the database at once each start with a
+    # read snapshot that the other's CREATE makes stale, and SQLite answers that with "locked"
+    # at once, without waiting. Each statement is idempotent, so the second creator is a no-op.
+    conn.executescript(f"BEGIN IMMEDIATE;{_TABLES}"
+                       f"INSERT OR IGNORE INTO meta VALUES ('schema', {SCHEMA:d});COMMIT;")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """A file's (inode, mtime): tells it was replaced or written since; None when it is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _denied(exc: BaseException, text: str) -> bool:
+    """Whether bgmon may not create or write the database where it is (permissions, a read-only
+    file system): SQLite says so in words, the OS by errno."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    return "readonly" in text or "read-only" in text or "unable to open database" in text
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
