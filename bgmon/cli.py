@@ -117,6 +117,15 @@ def add_monitor_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path, help="TOML config (default $XDG_CONFIG_HOME/bgmon/config.toml)")
 
 
+def add_remote_option(p: argparse.ArgumentParser, what: str = "a remote host") -> None:
+    """`--remote NAME=URL`, merged with the config's [[remote]] tables by resolve_config."""
+    p.add_argument(
+        "--remote", action="append", metavar="NAME=URL",
+        help=f"{what}: NAME=ssh://user@host[:port][/root] (its bgmon runs there, through ssh) "
+        "or NAME=cmd:ARGV… (any command printing `bgmon --follow --json`); repeatable",
+    )
+
+
 def _words(text: str) -> tuple[str, ...]:
     return tuple(w.strip() for w in text.split(",") if w.strip())
 
@@ -193,12 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(bgmon run --auto-recover); never a model's proposal",
     )
     p.add_argument("--version", action="version", version=f"bgmon {__version__}")
-    p.add_argument(
-        "--remote", action="append", metavar="NAME=URL",
-        help="also show a remote host's tasks: NAME=ssh://user@host[:port][/root] (its bgmon "
-        "runs there, through ssh) or NAME=cmd:ARGV… (any command printing `bgmon --follow "
-        "--json`); repeatable",
-    )
+    add_remote_option(p, "also show a remote host's tasks")
     g = p.add_argument_group("metrics (docs/metrics.md)")
     g.add_argument("--metrics", metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (TUI, --follow, serve)")

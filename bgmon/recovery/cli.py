@@ -15,17 +15,26 @@ from typing import Any, TextIO
 
 import orjson
 
-from bgmon.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bgmon.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_remote_option
 from bgmon.clip import clip, flat
 from bgmon.model import TaskSnapshot
 from bgmon.printable import contained, json_printable, printable_stream, single_line
 from bgmon.recovery.journal import PENDING, Journal, JournalUnreadable
 from bgmon.recovery.proposal import Proposal
 from bgmon.recovery.service import NOT_FOUND, Outcome, RecoveryService
+from bgmon.remote.recovery import RemoteFailed, RemoteRecovery
 from bgmon.resolve import AmbiguousTask, resolve_task, task_label
+from bgmon.views.jsonout import split_remote_key
 
 FindTask = Callable[[str], "TaskSnapshot | None"]
 COMMANDS = ("propose", "approve", "reject", "history", "report")
+# These take `@HOST/REF` and then run on that host (bgmon.remote.recovery), as the TUI does.
+ROUTED = {"propose": "task", "approve": "proposal_id", "reject": "proposal_id"}
+Service = RecoveryService | RemoteRecovery
+
+
+class UnknownHost(ValueError):
+    """`@HOST/…` names no remote host of the config or the flags."""
 
 
 def add_parsers(
@@ -50,26 +59,34 @@ def add_parsers(
         "anthropic SDK finds credentials (ANTHROPIC_API_KEY), else the built-in rules. "
         "Nothing runs until you approve.",
     ))
-    p.add_argument("task", metavar="TASK", help="task name, id or key, as `bgmon --once` shows it")
+    p.add_argument("task", metavar="TASK", help="task name, id or key, as `bgmon --once` shows "
+                   "it; @HOST/TASK: a task of the remote host HOST, proposed there")
     p.add_argument("--json", action="store_true", help="print the proposal as one JSON object")
     p.add_argument("--model", metavar="M", help="Claude model (default: $BGMON_MODEL, config, "
                    "or the newest Opus the installed SDK knows)")
     p.add_argument("--fresh", action="store_true",
                    help="make a new proposal even if one is pending for the task")
     p.add_argument("--rules", action="store_true", help="use the built-in rules only (no API call)")
+    add_remote_option(p)
 
     p = common(subparsers.add_parser(
         "approve", help="run a proposal's actions",
         description="Show a proposal's exact effect, ask for confirmation, then run it.",
     ))
-    p.add_argument("proposal_id", metavar="PROPOSAL_ID")
+    p.add_argument("proposal_id", metavar="PROPOSAL_ID",
+                   help="a proposal's id; @HOST/ID: a proposal made on the remote host HOST")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the proposal's exact effect now and its state; run nothing")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_remote_option(p)
 
     p = common(subparsers.add_parser("reject", help="reject a proposal"))
-    p.add_argument("proposal_id", metavar="PROPOSAL_ID")
+    p.add_argument("proposal_id", metavar="PROPOSAL_ID",
+                   help="a proposal's id; @HOST/ID: a proposal made on the remote host HOST")
     p.add_argument("--reason", metavar="TEXT", help="why (kept in the journal)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_remote_option(p)
 
     p = common(subparsers.add_parser(
         "history", help="past health changes, proposals, decisions and results"
@@ -132,11 +149,30 @@ def _service_from(args: argparse.Namespace, target: Any) -> tuple[RecoveryServic
     return service, LiveTasks(config)
 
 
+def _remote(args: argparse.Namespace, target: Any) -> RemoteRecovery | None:
+    """`@HOST/REF` in a routed command: the host's recovery, with REF left in `args` for the
+    host to resolve; None for this machine's tasks and proposals."""
+    field = ROUTED.get(args.command)
+    if field is None:
+        return None
+    where = split_remote_key(getattr(args, field))
+    if where is None:
+        return None
+    host, ref = where
+    remotes = () if callable(target) else target.remotes
+    spec = next((s for s in remotes if s.name == host), None)
+    if spec is None:
+        raise UnknownHost(f"no remote host named {host!r}: add --remote {host}=ssh://user@host"
+                          "[/root] (or cmd:…), or a [[remote]] table to the config")
+    setattr(args, field, ref)
+    return RemoteRecovery(spec)
+
+
 def run_command(
     args: argparse.Namespace,
     target: Any,
     *,
-    service: RecoveryService | None = None,
+    service: Service | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
     stdin: TextIO | None = None,
@@ -150,13 +186,22 @@ def run_command(
     if command not in COMMANDS:
         print(f"bgmon: unknown recovery command {command!r}", file=err)
         return EXIT_USAGE
-    made, tasks = _service_from(args, target)
-    service = service or made
     try:
-        return _dispatch(command, args, service, tasks, out, err, stdin)
+        remote = _remote(args, target)
+    except UnknownHost as exc:
+        print(f"bgmon: {exc}", file=err)
+        return EXIT_USAGE
+    try:
+        if remote is not None:  # nothing of this machine's is needed: the host does it all
+            return _dispatch(command, args, service or remote, LiveTasks(), out, err, stdin)
+        made, tasks = _service_from(args, target)
+        return _dispatch(command, args, service or made, tasks, out, err, stdin)
     except (JournalUnreadable, AmbiguousTask) as exc:
         print(f"bgmon: {exc}", file=err)
         return EXIT_USAGE
+    except RemoteFailed as exc:  # the host could not be asked, or said no (its own words)
+        print(f"bgmon: {exc}", file=err)
+        return EXIT_FAILED
     except OSError as exc:  # the journal or bgmon's lock directory cannot be written
         where = f" {exc.filename}" if exc.filename else ""
         print(f"bgmon: cannot use{where}: {exc.strerror or exc}", file=err)
@@ -166,7 +211,7 @@ def run_command(
 def _dispatch(
     command: str,
     args: argparse.Namespace,
-    service: RecoveryService,
+    service: Any,
     tasks: LiveTasks,
     out: TextIO,
     err: TextIO,
@@ -229,62 +274,87 @@ def key_name(key: str | None, task_id: str | None, names: dict[str, str] | None)
     for ref in (key, task_id):
         if names and ref is not None and ref in names:
             return names[ref].split(" #", 1)[0]
+    where = split_remote_key(key) if key is not None else None
+    if where is not None:  # a remote host's task: its key there says the same
+        key = where[1]
     if key is not None and key.startswith("worktree:"):
         return os.path.basename(key.removeprefix("worktree:").rstrip("/")) or None
     return None
 
 
 def _propose(
-    args: argparse.Namespace, service: RecoveryService, find: FindTask, out: TextIO, err: TextIO
+    args: argparse.Namespace, service: Service, find: FindTask, out: TextIO, err: TextIO
 ) -> int:
-    snapshot = find(args.task)
-    if snapshot is None:
-        print(f"bgmon: no task matches {args.task!r} (use a name, id or key as `bgmon --once` "
-              "shows)", file=err)
-        return EXIT_FAILED
-    proposal = service.request_proposal(
-        snapshot, model=args.model, fresh=args.fresh, use_claude=False if args.rules else None
-    )
+    if isinstance(service, RemoteRecovery):  # the host resolves the task and proposes
+        proposal = service.propose(args.task, fresh=args.fresh, rules=args.rules, model=args.model)
+    else:
+        snapshot = find(args.task)
+        if snapshot is None:
+            print(f"bgmon: no task matches {args.task!r} (use a name, id or key as `bgmon --once` "
+                  "shows)", file=err)
+            return EXIT_FAILED
+        proposal = service.request_proposal(
+            snapshot, model=args.model, fresh=args.fresh, use_claude=False if args.rules else None
+        )
     assert proposal is not None  # no cancel event given
     if args.json:
-        # With its live effect and state: what a remote bgmon's approval screen shows
-        # (bgmon.remote.recovery) is what this host would do.
-        _write_json(out, {**proposal.to_json(), "effect": service.preview(proposal),
-                          "state": service.state(proposal.id)})
+        _write_json(out, with_effect(service, proposal))
     else:
         out.write(format_proposal(proposal))
     return EXIT_OK
 
 
+def with_effect(service: Service, proposal: Proposal) -> dict[str, Any]:
+    """A proposal as JSON with its live effect and state: what a remote bgmon's approval
+    screen shows (bgmon.remote.recovery) is what this host would do."""
+    return {**proposal.to_json(), "effect": service.preview(proposal),
+            "state": service.state(proposal.id)}
+
+
+def approval_lines(service: Service, proposal: Proposal) -> list[str]:
+    """What approving does, exactly, as the prompt shows it (for a remote host's proposal: the
+    command run here, then the host's own words for each action's effect there)."""
+    lines = service.preview(proposal) or ["(no actions: only the decision is recorded)"]
+    return [f"Approve {proposal_ref(proposal)} for task {proposal_task(proposal)} "
+            f"({proposal.origin})?"] + [f"  {single_line(line)}" for line in lines]
+
+
 def _approve(
     args: argparse.Namespace,
-    service: RecoveryService,
+    service: Service,
     find: FindTask,
     out: TextIO,
     err: TextIO,
     stdin: TextIO,
 ) -> int:
-    proposal = service.get(args.proposal_id)
-    if proposal is None:
+    proposal = service.get(args.proposal_id)  # a remote host's: with its effect there now
+    if proposal is None:  # (a remote host says so itself: RemoteFailed)
+        assert isinstance(service, RecoveryService)
         print(f"bgmon: no proposal {args.proposal_id} in {service.journal.path}", file=err)
         return EXIT_FAILED
-    if service.state(proposal.id) == PENDING and not args.yes:
+    state = service.state(proposal.id)
+    if args.dry_run:
+        if args.json:
+            _write_json(out, with_effect(service, proposal))
+        else:
+            print("\n".join(approval_lines(service, proposal)), file=out)
+            print(f"dry run: nothing done (the proposal is {state or 'unknown'})", file=out)
+        return EXIT_OK
+    if state == PENDING and not args.yes:
         if not stdin.isatty():
             print("bgmon: stdin is not a terminal, so bgmon cannot ask for confirmation; "
                   "re-run with --yes to approve", file=err)
             return EXIT_USAGE
-        print(f"Approve {proposal.id} for task {proposal_task(proposal)} ({proposal.origin})?",
-              file=out)
-        lines = service.preview(proposal) or ["(no actions: only the decision is recorded)"]
-        for line in lines:
-            print(f"  {single_line(line)}", file=out)
+        print("\n".join(approval_lines(service, proposal)), file=out)
         out.write("Run this? [y/N] ")
         out.flush()
         answer = stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             print("not approved; nothing done", file=out)
             return EXIT_OK
-    if not args.json:  # say what a long step waits for (a restart's backoff) as it starts
+    if not args.json and isinstance(service, RecoveryService):
+        # Say what a long step waits for (a restart's backoff) as it starts; a remote host's
+        # own output says it there.
         service.executor.announce = lambda text: print(text, file=out, flush=True)
     outcome = service.approve(proposal.id, find, by="cli")
     return _print_outcome(outcome, args.json, out, err)
@@ -321,6 +391,13 @@ def _write_json(out: TextIO, obj: Any, indent: bool = False) -> None:
 # --- text formats -----------------------------------------------------------------------------
 
 
+def proposal_ref(p: Proposal) -> str:
+    """How to name the proposal in `bgmon approve | reject`: its id, or `@HOST/ID` for one
+    made on a remote host."""
+    where = split_remote_key(p.task)
+    return f"@{where[0]}/{p.id}" if where is not None else p.id
+
+
 def proposal_task(p: Proposal) -> str:
     """The proposal's task as `name #id` (the key is long and says the same)."""
     return task_label(key_name(p.task, p.task_id, None), p.task_id)
@@ -346,7 +423,8 @@ def format_proposal(p: Proposal) -> str:
             raw = orjson.dumps(r.get("raw"), default=str).decode()
             raw = clip(raw, 300)
             lines.append(f"    - {raw}: {single_line(str(r.get('reason')))}")
-    lines.append(f"  approve: bgmon approve {p.id}    reject: bgmon reject {p.id} --reason TEXT")
+    ref = proposal_ref(p)
+    lines.append(f"  approve: bgmon approve {ref}    reject: bgmon reject {ref} --reason TEXT")
     return "\n".join(lines) + "\n"
 
 

@@ -82,15 +82,33 @@ class RemoteRecovery:
 
     # -- the service's interface, as the recovery panel uses it -------------------------------
 
+    def propose(self, ref: str, *, fresh: bool = False, rules: bool = False,
+                model: str | None = None, cancel: threading.Event | None = None) -> Proposal | None:
+        """`bgmon propose REF --json` on the host (REF: a task's name, id or key there, which
+        the host resolves); → the proposal with its task as `@HOST/KEY`, or None when cancelled."""
+        args = ["propose", ref, "--json"] + (["--fresh"] if fresh else []) + (
+            ["--rules"] if rules else []) + (["--model", model] if model else [])
+        answer = self._run(args, cancel)
+        return None if answer is None else self._learn(answer)
+
     def request_proposal(self, snapshot: TaskSnapshot, *, cancel: threading.Event | None = None,
-                         fresh: bool = False, **_: Any) -> Proposal | None:
+                         fresh: bool = False, model: str | None = None,
+                         use_claude: bool | None = None, **_: Any) -> Proposal | None:
         where = split_remote_key(snapshot.key)
         if where is None:
             raise RemoteFailed(f"{snapshot.key} is not a task of {self.spec.name}")
-        args = ["propose", where[1], "--json"] + (["--fresh"] if fresh else [])
-        answer = self._run(args, cancel)
-        if answer is None:
-            return None
+        return self.propose(where[1], fresh=fresh, rules=use_claude is False, model=model,
+                            cancel=cancel)
+
+    def get(self, proposal_id: str) -> Proposal:
+        """The host's proposal, with its effect there as it is now and its state
+        (`bgmon approve ID --dry-run --json`, which runs nothing)."""
+        answer = self._run(["approve", proposal_id, "--dry-run", "--json"])
+        assert answer is not None  # no cancel event given
+        return self._learn(answer)
+
+    def _learn(self, answer: dict[str, Any]) -> Proposal:
+        """A proposal as the host sent it (with its `effect` and `state`): checked here too."""
         try:
             proposal = Proposal.from_json(answer)  # its actions checked here too: a closed set
         except ValueError as exc:
