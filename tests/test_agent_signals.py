@@ -150,3 +150,39 @@ def test_codex_notify_ends_the_turn(tmp_path):
     finally:
         del os.environ["BGMON_STATE_DIR"]
     assert monitor.snapshots()[0].health.badge.value == "completed"
+
+
+def test_codex_hooks_say_waiting_on_a_permission_then_turn_ended(tmp_path):
+    state = tmp_path / "state"
+    sid = "019d036d-c7fa-72d2-b6fd-78878bfe34e4"
+    path = tmp_path / "codex" / "sessions" / time.strftime("%Y/%m/%d") / f"rollout-2026-11-21T10-00-00-{sid}.jsonl"
+    now = time.time()
+    append_lines(path, {"timestamp": iso(now - 5), "type": "session_meta", "payload": {"id": sid, "cwd": "/w"}},
+                 {"timestamp": iso(now - 4), "type": "event_msg", "payload": {"type": "task_started"}})
+    env = {**os.environ, "BGMON_STATE_DIR": str(state)}
+    config = Config(roots=(str(tmp_path),), sources=("codex",), dirs=(("codex", str(tmp_path / "codex")),),
+                    match_agents=False)
+
+    def hook(event: str, **fields) -> None:
+        payload = {"session_id": sid, "turn_id": "t1", "cwd": "/w", "hook_event_name": event, **fields}
+        subprocess.run(command("codex"), input=json.dumps(payload).encode(), env=env, check=True, timeout=30)
+
+    def badge() -> str:
+        os.environ["BGMON_STATE_DIR"] = str(state)
+        try:
+            monitor = Monitor(config, clock=Clock(time.time() + 1))
+            monitor.sweep()
+            monitor.evaluate()
+        finally:
+            del os.environ["BGMON_STATE_DIR"]
+        return monitor.snapshots()[0].health.badge.value
+
+    hook("UserPromptSubmit")
+    hook("PermissionRequest", tool_name="Bash", tool_input={"command": "rm -rf build"})
+    assert badge() == "waiting"
+    time.sleep(0.01)
+    hook("PostToolUse", tool_name="Bash")
+    assert badge() == "healthy"
+    time.sleep(0.01)
+    hook("Stop", stop_hook_active=False)
+    assert badge() == "completed"

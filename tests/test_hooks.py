@@ -98,18 +98,71 @@ def test_codex_notify_is_added_and_removed_exactly_and_never_replaces_the_users(
     path = tmp_path / "config.toml"
     original = 'model = "gpt-5"\n\n[projects."/work"]\ntrust_level = "trusted"\n'
     path.write_text(original)
-    assert hooks("install", "codex", "--file", str(path)).returncode == 0
+    assert hooks("install", "codex-notify", "--file", str(path)).returncode == 0
     import tomllib
 
     assert tomllib.loads(path.read_text())["notify"][-1] == "codex"
-    assert hooks("install", "codex", "--file", str(path)).returncode == 0
+    assert hooks("install", "codex-notify", "--file", str(path)).returncode == 0
     assert path.read_text().count("notify =") == 1
-    assert hooks("uninstall", "codex", "--file", str(path)).returncode == 0
+    assert hooks("uninstall", "codex-notify", "--file", str(path)).returncode == 0
     assert path.read_text() == original
     path.write_text('notify = ["my-notifier"]\n')
-    p = hooks("install", "codex", "--file", str(path))
+    p = hooks("install", "codex-notify", "--file", str(path))
     assert p.returncode == 2 and "will not replace it" in p.stderr
     assert path.read_text() == 'notify = ["my-notifier"]\n'
+
+
+# A user's own ~/.codex/hooks.json, shaped like the ones people publish (Codex 0.114+).
+CODEX_USER_HOOKS = {
+    "hooks": {
+        "SessionStart": [{"matcher": "startup|resume", "hooks": [{
+            "type": "command", "command": "python3 ~/.codex/hooks/session_start.py", "timeout": 10,
+            "statusMessage": "Loading context"}]}],
+        "PreToolUse": [{"matcher": "Bash", "hooks": [{
+            "type": "command", "command": "python3 ~/.codex/hooks/guard.py", "statusMessage": "Checking"}]}],
+        "Stop": [{"hooks": [{"type": "command", "command": "notify-send codex done", "timeout": 30}]}],
+    }
+}
+CODEX_EVENTS = ("UserPromptSubmit", "PreToolUse", "PermissionRequest", "PostToolUse", "Stop", "StopFailure")
+
+
+def test_codex_hooks_json_keeps_the_users_hooks_and_uninstall_restores_the_bytes(tmp_path):
+    path = tmp_path / "hooks.json"
+    path.write_text(json.dumps(CODEX_USER_HOOKS, indent=2) + "\n")
+    original = path.read_bytes()
+    p = hooks("install", "codex", "--dry-run", "--file", str(path))
+    assert p.returncode == 0 and "PermissionRequest" in p.stdout and path.read_bytes() == original
+    p = hooks("install", "codex", "--file", str(path))
+    assert p.returncode == 0, p.stderr
+    assert "/hooks" in p.stdout  # Codex runs a new hook only once the person trusts it there
+    installed = json.loads(path.read_text())["hooks"]
+    for event, groups in CODEX_USER_HOOKS["hooks"].items():
+        assert installed[event][: len(groups)] == groups  # the user's own first, untouched
+        for group in groups:
+            assert json.dumps(group, indent=2).replace("\n", "\n      ") in path.read_text()  # same bytes
+    for event in CODEX_EVENTS:
+        ours = [g for g in installed[event] if g["hooks"][0]["command"].endswith(MARKER)]
+        # No matcher: a group without one matches every tool (Codex's matchers are regexes).
+        assert len(ours) == 1 and "matcher" not in ours[0], event
+        assert shlex.split(ours[0]["hooks"][0]["command"], comments=True)[-1] == "codex"
+    assert (tmp_path / "hooks.json.bgmon-backup").read_bytes() == original
+    text = path.read_bytes()
+    p = hooks("install", "codex", "--file", str(path))
+    assert p.returncode == 0 and "already" in p.stdout and path.read_bytes() == text
+    assert hooks("uninstall", "codex", "--file", str(path)).returncode == 0
+    assert path.read_bytes() == original
+
+
+def test_codex_hooks_json_is_created_when_missing_and_a_broken_one_is_left_alone(tmp_path):
+    path = tmp_path / "codex-home" / "hooks.json"
+    assert hooks("install", "codex", "--file", str(path)).returncode == 0
+    assert set(json.loads(path.read_text())["hooks"]) == set(CODEX_EVENTS)
+    assert hooks("uninstall", "codex", "--file", str(path)).returncode == 0
+    assert json.loads(path.read_text()) == {}
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"hooks": [')
+    p = hooks("install", "codex", "--file", str(broken))
+    assert p.returncode == 2 and "not valid JSON" in p.stderr and broken.read_text() == '{"hooks": ['
 
 
 # -- the recorder, as the agent runs it ---------------------------------------------------------
@@ -179,3 +232,28 @@ def test_codex_notify_passes_its_json_as_an_argument(tmp_path):
     assert p.returncode == 0
     text = (state / "hooks" / "codex" / "0199aaaa-bbbb.jsonl").read_text()
     assert json.loads(text)["event"] == "agent-turn-complete" and "secret" not in text
+
+
+def test_codex_hooks_give_their_json_on_stdin_and_a_sub_agents_go_to_its_own_thread(tmp_path):
+    path = tmp_path / "hooks.json"
+    assert hooks("install", "codex", "--file", str(path)).returncode == 0
+    group = json.loads(path.read_text())["hooks"]["PermissionRequest"][0]
+    argv = shlex.split(group["hooks"][0]["command"], comments=True)
+    state = tmp_path / "state"
+    common = {"session_id": "019d036d-c7fa-72d2-b6fd-78878bfe34e4", "turn_id": "019d036e-3164",
+              "cwd": "/work/app", "transcript_path": "/home/u/.codex/sessions/x.jsonl", "model": "gpt-5.5",
+              "permission_mode": "default"}
+    asked = {**common, "hook_event_name": "PermissionRequest", "tool_name": "Bash",
+             "tool_input": {"command": "rm -rf build", "description": "clean"}}
+    in_sub_agent = {**common, "hook_event_name": "Stop", "agent_id": "019d0400-aaaa-bbbb",
+                    "agent_type": "worker", "stop_hook_active": False, "last_assistant_message": "secret"}
+    for obj in (asked, in_sub_agent):
+        p = run_hook(argv, json.dumps(obj).encode(), state)
+        assert p.returncode == 0 and p.stdout == b"" and p.stderr == b""  # no decision: Codex asks as usual
+    folder = state / "hooks" / "codex"
+    (line,) = [json.loads(x) for x in (folder / f"{common['session_id']}.jsonl").read_text().splitlines()]
+    assert line["event"] == "PermissionRequest" and line["tool_name"] == "Bash"
+    text = "".join(f.read_text() for f in folder.iterdir())
+    assert "rm -rf" not in text and "/work/app" not in text and "secret" not in text
+    # A hook run inside a sub-agent names its thread (agent_id): its turn is that thread's, not the parent's.
+    assert json.loads((folder / "019d0400-aaaa-bbbb.jsonl").read_text())["event"] == "Stop"

@@ -1,6 +1,8 @@
 """Codex CLI: rollouts `~/.codex/sessions/YYYY/MM/DD/rollout-*.jsonl` (or $CODEX_HOME), parsed by
 `bgmon.formats.codex`. The session's cwd is on the first line only, so that line is read first.
-With `bgmon hooks install codex`, Codex's `notify` records each turn's end for the session."""
+With `bgmon hooks install codex`, Codex's hooks (hooks.json, 0.114+) record the session's own word
+on its state (a prompt, a tool, a permission asked, a stop); with `codex-notify`, older versions'
+`notify` records each turn's end."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def discover(scan: Scan) -> None:
         return
     found.watch.add(str(sessions))
     cutoff = scan.cutoff
-    hooks = hook_events.sessions(NAME)  # `notify` turn ends, by thread (= session) id
+    hooks = hook_events.sessions(NAME)  # hook events and `notify` turn ends, by thread (= session) id
     # Folders are named by local date; a day of slack covers time zones.
     first = (datetime.fromtimestamp(cutoff) - timedelta(days=1)).date()
     for day in _day_dirs(str(sessions), first, found):

@@ -8,8 +8,9 @@ wait for input on a terminal, swallows every error and always exits 0. It writes
 secret: the time, the event's name and a few short fields that name a kind (never prompts, tool
 inputs, outputs or messages).
 
-Input: Claude Code hooks give a JSON object on stdin (session_id, hook_event_name, …); Codex's
-`notify` gives it as the last argument (type, thread-id, …).
+Input: Claude Code's and Codex's hooks give a JSON object on stdin (session_id, hook_event_name,
+…); Codex's older `notify` gives it as the last argument (type, thread-id, …). A Codex hook run
+inside a sub-agent names that sub-agent's thread as `agent_id`: the event is that thread's.
 """
 
 import os
@@ -59,8 +60,8 @@ def state_dir() -> str:
 
 
 def _input(agent: str, argv: list) -> object:
-    if agent == "codex":
-        return loads(argv[-1]) if len(argv) > 2 else None
+    if agent == "codex" and len(argv) > 2:
+        return loads(argv[-1])  # notify
     if sys.stdin is None or sys.stdin.isatty():
         return None
     return loads(sys.stdin.read(MAX_INPUT))
@@ -73,7 +74,8 @@ def record(argv: list) -> None:
     obj = _input(agent, argv)
     if not isinstance(obj, dict):
         return
-    session = obj.get("session_id") or obj.get("thread-id") or obj.get("thread_id")
+    session = (obj.get("agent_id") if agent == "codex" else None) or obj.get("session_id") \
+        or obj.get("thread-id") or obj.get("thread_id")
     if not isinstance(session, str) or not 0 < len(session) <= 128 or not set(session) <= SAFE \
             or session.startswith("."):
         return
