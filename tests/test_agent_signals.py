@@ -130,16 +130,15 @@ def test_a_newer_transcript_line_outranks_an_older_signal(tmp_path):
     assert snap.health.badge.value == "healthy" and snap.status == "running"
 
 
-def test_codex_notify_ends_the_turn(tmp_path):
-    state = tmp_path / "state"
-    sid = "0199aaaa-bbbb-cccc-dddd-eeeeffff0000"
+def codex_session(tmp_path, sid: str) -> None:
+    """A Codex rollout whose turn has started (and nothing more)."""
     path = tmp_path / "codex" / "sessions" / time.strftime("%Y/%m/%d") / f"rollout-2026-11-21T10-00-00-{sid}.jsonl"
     now = time.time()
     append_lines(path, {"timestamp": iso(now - 5), "type": "session_meta", "payload": {"id": sid, "cwd": "/w"}},
                  {"timestamp": iso(now - 4), "type": "event_msg", "payload": {"type": "task_started"}})
-    env = {**os.environ, "BGMON_STATE_DIR": str(state)}
-    payload = json.dumps({"type": "agent-turn-complete", "thread-id": sid, "turn-id": "1"})
-    subprocess.run([*command("codex"), payload], env=env, check=True, timeout=30)
+
+
+def codex_badge(tmp_path, state) -> str:
     config = Config(roots=(str(tmp_path),), sources=("codex",), dirs=(("codex", str(tmp_path / "codex")),),
                     match_agents=False)
     os.environ["BGMON_STATE_DIR"] = str(state)
@@ -149,40 +148,35 @@ def test_codex_notify_ends_the_turn(tmp_path):
         monitor.evaluate()
     finally:
         del os.environ["BGMON_STATE_DIR"]
-    assert monitor.snapshots()[0].health.badge.value == "completed"
+    return monitor.snapshots()[0].health.badge.value
+
+
+def test_codex_notify_ends_the_turn(tmp_path):
+    state = tmp_path / "state"
+    sid = "0199aaaa-bbbb-cccc-dddd-eeeeffff0000"
+    codex_session(tmp_path, sid)
+    env = {**os.environ, "BGMON_STATE_DIR": str(state)}
+    payload = json.dumps({"type": "agent-turn-complete", "thread-id": sid, "turn-id": "1"})
+    subprocess.run([*command("codex"), payload], env=env, check=True, timeout=30)
+    assert codex_badge(tmp_path, state) == "completed"
 
 
 def test_codex_hooks_say_waiting_on_a_permission_then_turn_ended(tmp_path):
     state = tmp_path / "state"
     sid = "019d036d-c7fa-72d2-b6fd-78878bfe34e4"
-    path = tmp_path / "codex" / "sessions" / time.strftime("%Y/%m/%d") / f"rollout-2026-11-21T10-00-00-{sid}.jsonl"
-    now = time.time()
-    append_lines(path, {"timestamp": iso(now - 5), "type": "session_meta", "payload": {"id": sid, "cwd": "/w"}},
-                 {"timestamp": iso(now - 4), "type": "event_msg", "payload": {"type": "task_started"}})
+    codex_session(tmp_path, sid)
     env = {**os.environ, "BGMON_STATE_DIR": str(state)}
-    config = Config(roots=(str(tmp_path),), sources=("codex",), dirs=(("codex", str(tmp_path / "codex")),),
-                    match_agents=False)
 
     def hook(event: str, **fields) -> None:
         payload = {"session_id": sid, "turn_id": "t1", "cwd": "/w", "hook_event_name": event, **fields}
         subprocess.run(command("codex"), input=json.dumps(payload).encode(), env=env, check=True, timeout=30)
 
-    def badge() -> str:
-        os.environ["BGMON_STATE_DIR"] = str(state)
-        try:
-            monitor = Monitor(config, clock=Clock(time.time() + 1))
-            monitor.sweep()
-            monitor.evaluate()
-        finally:
-            del os.environ["BGMON_STATE_DIR"]
-        return monitor.snapshots()[0].health.badge.value
-
     hook("UserPromptSubmit")
     hook("PermissionRequest", tool_name="Bash", tool_input={"command": "rm -rf build"})
-    assert badge() == "waiting"
+    assert codex_badge(tmp_path, state) == "waiting"
     time.sleep(0.01)
     hook("PostToolUse", tool_name="Bash")
-    assert badge() == "healthy"
+    assert codex_badge(tmp_path, state) == "healthy"
     time.sleep(0.01)
     hook("Stop", stop_hook_active=False)
-    assert badge() == "completed"
+    assert codex_badge(tmp_path, state) == "completed"
