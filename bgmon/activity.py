@@ -7,6 +7,7 @@ current streak counters, and the calls still waiting for their result.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -32,6 +33,9 @@ _ANSWERS = PROGRESS_KINDS - {EventKind.ERROR, EventKind.API_ERROR}
 SUPERVISOR = "bgmon"
 _PENDING_CAP = 256
 _BIG = 1 << 53  # a larger count is junk
+_META = EventKind.META
+_TOOL_RESULT = EventKind.TOOL_RESULT
+_HEARTBEAT = EventKind.HEARTBEAT
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,19 +95,34 @@ class Activity:
         self.events_seen = 0
 
     def apply(self, ev: Event) -> None:
-        self.events_seen += 1
-        if ev.ts is not None and (self.last_event_at is None or ev.ts > self.last_event_at):
-            self.last_event_at = ev.ts
-        if ev.kind is EventKind.TOOL_RESULT:
-            ev = self._name_result(ev)
-        if ev.kind in PROGRESS_KINDS and ev.source != SUPERVISOR:
-            self._progressed(ev)
-        handler = _HANDLERS.get(ev.kind)
-        if handler is not None:
-            handler(self, ev)
-        # Heartbeats prove life (last_event_at) but would crowd real events out of the window.
-        if ev.kind is not EventKind.META and ev.kind is not EventKind.HEARTBEAT:
-            self.recent.append(ev)
+        self.extend((ev,))
+
+    def extend(self, events: Iterable[Event]) -> None:
+        """Fold events in order. The engine passes each line's events at once: this runs for
+        every line of a transcript, and a call per event costs more than the loop."""
+        recent = self.recent
+        for ev in events:
+            self.events_seen += 1
+            ts = ev.ts
+            if ts is not None and (self.last_event_at is None or ts > self.last_event_at):
+                self.last_event_at = ts
+            kind = ev.kind
+            if kind is _META:
+                # Session facts, on nearly every transcript line: the shortest path. They prove
+                # life (above) but are neither progress nor part of the window.
+                if ev.cwd:
+                    self.cwd = ev.cwd
+                continue
+            if kind is _TOOL_RESULT:
+                ev = self._name_result(ev)
+            if kind in PROGRESS_KINDS and ev.source != SUPERVISOR:
+                self._progressed(ev)
+            handler = _HANDLERS.get(kind)
+            if handler is not None:
+                handler(self, ev)
+            # Heartbeats prove life (last_event_at) but would crowd real events out of the window.
+            if kind is not _HEARTBEAT:
+                recent.append(ev)
 
     def _name_result(self, ev: Event) -> Event:
         """Results rarely name their tool; the call they answer does. Resolve it once here."""
@@ -138,9 +157,9 @@ class Activity:
         self.signal_turn = (state, ev.ts, ev.text)
         self.recent.append(ev)
 
-    def extend(self, events: list[Event]) -> None:
+    def signals(self, events: Iterable[Event]) -> None:
         for ev in events:
-            self.apply(ev)
+            self.signal(ev)
 
     def _progressed(self, ev: Event) -> None:
         if ev.ts is None:
@@ -281,10 +300,6 @@ class Activity:
         if current:
             self.step = current
 
-    def _meta(self, ev: Event) -> None:
-        if ev.cwd:
-            self.cwd = ev.cwd
-
     def _turn(self, state: str, ev: Event) -> None:
         self.turn = state
         self.turn_at = ev.ts
@@ -335,7 +350,6 @@ _HANDLERS = {
     EventKind.RESUMED: Activity._resumed,
     EventKind.BG_START: Activity._bg_start,
     EventKind.BG_END: Activity._bg_end,
-    EventKind.META: Activity._meta,
     EventKind.TASK_ITEM: Activity._task_item,
 }
 

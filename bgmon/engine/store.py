@@ -249,7 +249,7 @@ class TaskStore:
         if feed.sub_agents is not None:
             lines = self._share_out(record, feed.sub_agents, lines)
         parse = feed.parser
-        apply = record.activity.signal if feed.signal else record.activity.apply
+        fold = record.activity.signals if feed.signal else record.activity.extend
         fed = False
         for obj in lines:
             fed = True
@@ -261,8 +261,7 @@ class TaskStore:
             if events is None:
                 feed.unknown_types += 1
                 continue
-            for ev in events:
-                apply(ev)
+            fold(events)
         if fed:
             record.dirty = True
 
