@@ -18,9 +18,10 @@ import argparse
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bgmon import __version__
 from bgmon.agents import REGISTRY
@@ -359,6 +360,16 @@ def _settings(p: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Nam
     return args, config
 
 
+TASK_HELP = "task key, id or name, as --once shows it"
+
+
+def _add_roots(p: argparse.ArgumentParser, more: str = "") -> None:
+    """A subcommand's `--root DIR` (repeatable) and the monitor's options: what it looks at."""
+    p.add_argument("--root", dest="roots", action="append", metavar="DIR",
+                   help=f"a watched root (repeatable; default: .){more}")
+    add_monitor_options(p)
+
+
 def _watch_main(argv: list[str]) -> int:
     p = _Parser(prog="bgmon watch", description="Watch without a screen and send a notification "
                 "when a task's badge changes (sinks: [notify] in the config, or the flags). Each "
@@ -402,12 +413,10 @@ def _wait_main(argv: list[str]) -> int:
                 "live engine. Exit 0 when they do, 1 when a fault comes instead (a task failed "
                 "or stuck; with --until fault: every task completed without one), 124 when "
                 "--timeout passes first, 2 for a usage error.")
-    p.add_argument("tasks", nargs="+", metavar="TASK", help="task key, id or name, as --once shows it")
+    p.add_argument("tasks", nargs="+", metavar="TASK", help=TASK_HELP)
     p.add_argument("--until", required=True, choices=TARGETS, help="the state to wait for")
     p.add_argument("--timeout", type=_duration, metavar="D", help="give up after D (exit 124)")
-    p.add_argument("--root", dest="roots", action="append", metavar="DIR",
-                   help="a watched root (repeatable; default: .)")
-    add_monitor_options(p)
+    _add_roots(p)
     args, config = _settings(p, argv)
     result = wait(config, args.tasks, args.until, args.timeout)
     if result.problems:
@@ -429,12 +438,10 @@ def _ack_main(argv: list[str]) -> int:
     p = _Parser(prog="bgmon ack", description="Acknowledge a task's fault: until its badge "
                 "changes it no longer counts for the exit status of --once, for notifications or "
                 "for bgmon wait, and every view shows it as acknowledged.")
-    p.add_argument("task", metavar="TASK", help="task key, id or name, as --once shows it")
+    p.add_argument("task", metavar="TASK", help=TASK_HELP)
     p.add_argument("--note", metavar="TEXT", help="why, or who is on it (shown beside the badge)")
     p.add_argument("--clear", action="store_true", help="take the acknowledgement back")
-    p.add_argument("--root", dest="roots", action="append", metavar="DIR",
-                   help="a watched root (repeatable; default: .); the store lives under the first")
-    add_monitor_options(p)
+    _add_roots(p, "; the store lives under the first")
     args, config = _settings(p, argv)
     monitor = look_once(config)
     try:
@@ -522,6 +529,15 @@ def _replay_main(argv: list[str]) -> int:
     return EXIT_USAGE if errors else EXIT_OK
 
 
+def _parse_as_subcommand(name: str, argv: list[str], add_parsers: Callable[[Any], None]
+                         ) -> argparse.Namespace:
+    """`bgmon NAME ARGV…` parsed by the subcommand parser(s) another module adds to ours (so its
+    usage lines and errors read `bgmon NAME`, and errors exit 2 in one line)."""
+    p = _Parser(prog="bgmon")
+    add_parsers(p.add_subparsers(dest="command"))
+    return p.parse_args([name, *argv])
+
+
 def _subcommand_main(name: str, argv: list[str]) -> int:
     if name == "replay":
         return _replay_main(argv)
@@ -536,10 +552,7 @@ def _subcommand_main(name: str, argv: list[str]) -> int:
     if name == "run":
         from bgmon import supervise
 
-        p = _Parser(prog="bgmon")
-        sub = p.add_subparsers(dest="command")
-        supervise.add_parser(sub)
-        return supervise.main(p.parse_args([name, *argv]))
+        return supervise.main(_parse_as_subcommand(name, argv, supervise.add_parser))
     if name == "watch":
         return _watch_main(argv)
     if name == "wait":
@@ -548,10 +561,8 @@ def _subcommand_main(name: str, argv: list[str]) -> int:
         return _ack_main(argv)
     from bgmon.recovery import cli as recovery_cli
 
-    p = _Parser(prog="bgmon")
-    sub = p.add_subparsers(dest="command")
-    recovery_cli.add_parsers(sub, add_monitor_options)
-    args = p.parse_args([name, *argv])
+    args = _parse_as_subcommand(
+        name, argv, lambda sub: recovery_cli.add_parsers(sub, add_monitor_options))
     config, _ = resolve_config(args)
     return recovery_cli.run_command(args, config)
 

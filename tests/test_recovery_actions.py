@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from test_recovery_support import PY, SLEEPER, cleanup, gone, snap, spawn, wait_for
+from test_recovery_support import PY, SLEEPER, cleanup, gone, running, snap, spawn, wait_for
 
 from bgmon.model import Badge
 from bgmon.recovery.actions import Executor, live_effect
@@ -53,9 +53,8 @@ def test_kill_stops_the_whole_tree(tree):
 
 def test_kill_escalates_to_sigkill(tmp_path):
     ready = tmp_path / "ready"
-    proc = spawn([PY, "-c", "import signal, time, pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-                  f" pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"])
-    try:
+    with running([PY, "-c", "import signal, time, pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+                 f" pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"]) as proc:
         wait_for(ready.exists, what="the handler")
         action = Kill(proc.pid, grace=0.3)
         t0 = time.monotonic()
@@ -63,14 +62,10 @@ def test_kill_escalates_to_sigkill(tmp_path):
         assert result.ok and "SIGKILL needed" in result.detail
         assert time.monotonic() - t0 < 3
         assert gone(proc.pid)
-    finally:
-        cleanup(proc.pid)
-        proc.wait(5)
 
 
 def test_stale_pid_is_refused(tmp_path):
-    proc = spawn(SLEEPER)
-    try:
+    with running(SLEEPER) as proc:
         action = Kill(proc.pid)
         # The proposal is older than the process now holding this pid: the pid was reused.
         old = proposal(action, created=now_iso(time.time() - 600))
@@ -83,28 +78,21 @@ def test_stale_pid_is_refused(tmp_path):
         result = Executor().execute(action, proposal(action), None)
         assert not result.ok and "not found" in result.error
         assert not gone(proc.pid)
-    finally:
-        cleanup(proc.pid)
-        proc.wait(5)
     result = Executor().execute(action, proposal(action), snap(pid=proc.pid))
     assert not result.ok and "not running" in result.error
 
 
 def test_signal_is_delivered(tmp_path):
     ready, got = tmp_path / "ready", tmp_path / "got"
-    proc = spawn([PY, "-c", "import signal, time, pathlib;"
-                  f" signal.signal(signal.SIGUSR1, lambda *a: pathlib.Path({str(got)!r}).touch());"
-                  f" pathlib.Path({str(ready)!r}).touch(); time.sleep(30)"])
-    try:
+    with running([PY, "-c", "import signal, time, pathlib;"
+                 f" signal.signal(signal.SIGUSR1, lambda *a: pathlib.Path({str(got)!r}).touch());"
+                 f" pathlib.Path({str(ready)!r}).touch(); time.sleep(30)"]) as proc:
         wait_for(ready.exists, what="the handler")
         action = Signal(proc.pid, "SIGUSR1")
         result = Executor().execute(action, proposal(action), snap(pid=proc.pid))
         assert result.ok, result.error
         wait_for(got.exists, what="the signal")
         assert not gone(proc.pid)
-    finally:
-        cleanup(proc.pid)
-        proc.wait(5)
 
 
 def test_run_captures_output_and_exit_code(tmp_path):
@@ -267,8 +255,7 @@ def _status_file(tmp_path: Path, **fields) -> Path:
 
 @pytest.mark.skipif(not ROOT, reason="needs root to start a process as another user")
 def test_a_process_of_another_user_is_refused_unless_that_user_owns_the_task(tmp_path):
-    proc = spawn(["sleep", "60"], user=NOBODY, cwd="/")  # /bin/sleep: nobody may run it
-    try:
+    with running(["sleep", "60"], user=NOBODY, cwd="/") as proc:  # /bin/sleep: nobody may run it
         wait_for(lambda: psutil.Process(proc.pid).uids().real == NOBODY, what="the user switch")
         sfile = _status_file(tmp_path, pid=proc.pid)  # root's file naming nobody's process
         s = snap(pid=proc.pid, files=(str(sfile),))
@@ -286,29 +273,21 @@ def test_a_process_of_another_user_is_refused_unless_that_user_owns_the_task(tmp
         result = Executor().execute(action, proposal(action), s)
         assert result.ok, result.error
         assert gone(proc.pid)
-    finally:
-        cleanup(proc.pid)
-        proc.wait(5)
 
 
 @pytest.mark.skipif(not ROOT, reason="needs root to chown a file to another user")
 def test_a_task_file_of_another_user_does_not_let_it_name_my_process(tmp_path):
-    proc = spawn(SLEEPER)
-    try:
+    with running(SLEEPER) as proc:
         sfile = _status_file(tmp_path, pid=proc.pid)
         os.chown(sfile, NOBODY, NOBODY)  # another user's status.json names root's process
         action = Signal(proc.pid, "SIGTERM")
         result = Executor().execute(action, proposal(action), snap(pid=proc.pid, files=(str(sfile),)))
         assert not result.ok and f"not to uid {NOBODY}" in result.error
         assert not gone(proc.pid)
-    finally:
-        cleanup(proc.pid)
-        proc.wait(5)
 
 
 def test_a_pid_reused_since_the_task_started_is_refused(tmp_path):
-    proc = spawn(SLEEPER)
-    try:
+    with running(SLEEPER) as proc:
         wait_for(lambda: not gone(proc.pid), what="the process")
         hour_ago = now_iso(time.time() - 3600)
         # (`timestamp` alone is when the task was created, not when its pid was recorded:
@@ -328,9 +307,6 @@ def test_a_pid_reused_since_the_task_started_is_refused(tmp_path):
         action = Signal(proc.pid, "SIGTERM")
         result = Executor().execute(action, proposal(action), s)
         assert result.ok, result.error
-    finally:
-        cleanup(proc.pid)
-        proc.wait(5)
 
 
 def test_a_restart_records_when_the_new_process_started(tmp_path, tree):

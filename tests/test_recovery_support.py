@@ -80,9 +80,9 @@ def spawn(argv: list[str], **kw: Any) -> subprocess.Popen:
 
 
 @contextlib.contextmanager
-def running(argv: list[str]):
+def running(argv: list[str], **kw: Any):
     """A real process for the length of a `with`, killed and reaped after."""
-    proc = spawn(argv)
+    proc = spawn(argv, **kw)
     try:
         yield proc
     finally:

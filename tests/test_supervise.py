@@ -87,6 +87,16 @@ RUNS = """\
     """
 
 
+def run_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, body: str
+                ) -> tuple[int, list[float]]:
+    """`bgmon run -q --name NAME` of a child that runs `body` after RUNS: (the exit status, the
+    start time of every run)."""
+    child = script(tmp_path, f"{name}.py", prelude=RUNS, body=body)
+    runs = tmp_path / "runs"
+    rc = run_here(tmp_path, monkeypatch, "-q", "--name", name, "--", PY, child, str(runs))
+    return rc, [float(x) for x in runs.read_text().split()]
+
+
 # ---- restart policy (pure: no process, no sleeping) -------------------------------------
 
 
@@ -283,12 +293,10 @@ def test_success_passes_output_through_and_logs_events(tmp_path):
 
 
 def test_failure_is_classified_and_restarted_with_backoff(tmp_path, monkeypatch):
-    child = script(tmp_path, "client.py", prelude=RUNS, body="""\
+    rc, starts = run_counted(tmp_path, monkeypatch, "client", """\
         print("error: [Errno 111] Connection refused", file=sys.stderr)
         sys.exit(1)
         """)
-    runs = tmp_path / "runs"
-    rc = run_here(tmp_path, monkeypatch, "-q", "--name", "client", "--", PY, child, str(runs))
     assert rc == 1
     task = tmp_path / ".worktrees" / "client"
     doc = status(task)
@@ -307,7 +315,6 @@ def test_failure_is_classified_and_restarted_with_backoff(tmp_path, monkeypatch)
     for ev, base in zip(restarts, [0.1, 0.2, 0.4], strict=True):
         assert base * 0.75 - 1e-3 <= ev["delay"] <= base * 1.25 + 1e-3
     # The waits really happened: each start is at least its backoff after the one before.
-    starts = [float(x) for x in runs.read_text().split()]
     assert len(starts) == 4
     for gap, ev in zip(
         [b - a for a, b in zip(starts, starts[1:], strict=False)], restarts, strict=True
@@ -316,18 +323,16 @@ def test_failure_is_classified_and_restarted_with_backoff(tmp_path, monkeypatch)
 
 
 def test_non_retryable_failure_is_not_restarted(tmp_path, monkeypatch):
-    child = script(tmp_path, "writer.py", prelude=RUNS, body="""\
+    rc, starts = run_counted(tmp_path, monkeypatch, "w", """\
         print("OSError: [Errno 28] No space left on device", file=sys.stderr)
         sys.exit(1)
         """)
-    runs = tmp_path / "runs"
-    rc = run_here(tmp_path, monkeypatch, "-q", "--name", "w", "--", PY, child, str(runs))
     assert rc == 1
     doc = status(tmp_path / ".worktrees" / "w")
     assert doc["status"] == "failed" and doc["restarts"] == 0
     assert doc["pattern"]["name"] == "disk_full" and doc["pattern"]["retryable"] is False
     assert "not retryable" in doc["error"]
-    assert len(runs.read_text().split()) == 1
+    assert len(starts) == 1
 
 
 def test_restart_no_and_custom_patterns_and_progress(tmp_path, monkeypatch):
@@ -535,17 +540,15 @@ def test_task_directory_removed_under_it_stops_cleanly(tmp_path, monkeypatch, ca
 
 
 def test_death_by_sigkill_is_classified_and_restarted_once(tmp_path, monkeypatch):
-    child = script(tmp_path, "hog.py", prelude=RUNS, body="""\
+    rc, starts = run_counted(tmp_path, monkeypatch, "hog", """\
         import os, signal
         os.kill(os.getpid(), signal.SIGKILL)
         """)
-    runs = tmp_path / "runs"
-    rc = run_here(tmp_path, monkeypatch, "-q", "--name", "hog", "--", PY, child, str(runs))
     assert rc == 128 + signal.SIGKILL
     doc = status(tmp_path / ".worktrees" / "hog")
     assert doc["signal"] == "SIGKILL" and doc["exitCode"] is None
     assert doc["pattern"]["name"] == "out_of_memory"  # strategy restart_once
-    assert doc["restarts"] == 1 and len(runs.read_text().split()) == 2
+    assert doc["restarts"] == 1 and len(starts) == 2
 
 
 def test_add_parser_fits_the_cli_and_keeps_the_commands_own_options():

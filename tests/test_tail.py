@@ -15,6 +15,11 @@ def line(i: int, **extra) -> bytes:
     return orjson.dumps({"type": "message", "text": f"line {i}", **extra}) + b"\n"
 
 
+def lines(n: int) -> bytes:
+    """Lines 0 … n-1."""
+    return b"".join(line(i) for i in range(n))
+
+
 def write(path, data: bytes, mode: str = "ab") -> None:
     with open(path, mode) as fh:
         fh.write(data)
@@ -133,9 +138,7 @@ def test_unreadable_file_is_a_counted_problem(tmp_path):
 
 def test_prime_reads_only_the_tail_of_a_big_log(tmp_path):
     path = tmp_path / "big.jsonl"
-    with open(path, "wb") as fh:
-        for i in range(20000):
-            fh.write(line(i))
+    write(path, lines(20000), "wb")
     reader = TailReader(str(path))
     got = reader.prime(max_bytes=64 << 10, max_lines=50)
     assert texts(got) == [f"line {i}" for i in range(19950, 20000)]
@@ -146,9 +149,7 @@ def test_prime_reads_only_the_tail_of_a_big_log(tmp_path):
 
 def test_prime_stops_at_the_byte_budget_and_skips_the_cut_line(tmp_path):
     path = tmp_path / "big.jsonl"
-    with open(path, "wb") as fh:
-        for i in range(5000):
-            fh.write(line(i))
+    write(path, lines(5000), "wb")
     reader = TailReader(str(path))
     got = reader.prime(max_bytes=1000, max_lines=10_000)
     assert 0 < len(got) < 60

@@ -38,6 +38,14 @@ def rows(app: BgmonApp) -> dict[str, str]:
     return out
 
 
+async def fits_and_scrolls_to_its_end(pilot, box, size: tuple[int, int]) -> None:
+    """A dialog's box lies within the terminal, and `end` scrolls it to its last line."""
+    assert box.region.right <= size[0] and box.region.bottom <= size[1], (size, box.region)
+    await pilot.press("end")
+    await pilot.pause()
+    assert box.scroll_y == box.max_scroll_y
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 async def test_rows_fit_and_progress_shows_whole(home, size):
     app = sample_app(home)
@@ -74,11 +82,8 @@ async def test_help_fits_and_scrolls_to_its_last_line(home, size):
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         box = app.screen.query_one("#help")
-        assert box.region.right <= size[0] and box.region.bottom <= size[1], (size, box.region)
         assert app.focused is box  # the arrow keys scroll it
-        await pilot.press("end")
-        await pilot.pause()
-        assert box.scroll_y == box.max_scroll_y
+        await fits_and_scrolls_to_its_end(pilot, box, size)
         # The last line of the help is on screen after scrolling.
         assert box.scroll_y + box.scrollable_content_region.height >= box.virtual_size.height
 
@@ -96,13 +101,11 @@ async def test_the_approval_dialog_shows_the_whole_effect(home, size):
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         box = app.screen.query_one("#confirm")
-        assert box.region.right <= size[0] and box.region.bottom <= size[1], (size, box.region)
         body = app.screen.query_one("#confirm-body")
         # Nothing is cut sideways: the body wraps within the box, so the exact effect is all there.
         assert body.region.right <= box.region.right
         assert box.max_scroll_x == 0
-        await pilot.press("end")
-        assert box.scroll_y == box.max_scroll_y
+        await fits_and_scrolls_to_its_end(pilot, box, size)
 
 
 async def test_a_wide_terminal_gives_names_the_spare_width_and_never_cuts_an_id(home):

@@ -114,8 +114,16 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def ask(pilot, app: BgmonApp, name: str) -> None:
-    """Select the task and press r; wait for the proposal."""
+def missing_script_app(root) -> BgmonApp:
+    """The app on one task, docs, failed on a missing npm script (the rules propose a mark)."""
+    write_task(root, "docs", status="failed", error="npm ERR! Missing script: build:docs")
+    return BgmonApp(config_for(root))
+
+
+async def ask(pilot, app: BgmonApp, name: str, once: Badge | None = None, what: str = "") -> None:
+    """Select the task (`once` it shows that badge) and press r; wait for the proposal."""
+    if once is not None:
+        await wait_for(pilot, lambda: badge_of(app, name) is once, what=what or once.value)
     key = next(k for k, s in app.sync.snaps.items() if s.name == name)
     app.task_tree.move_cursor(app.sync.nodes[key])
     await pilot.pause()
@@ -191,8 +199,7 @@ async def test_restart_writes_the_new_pid_and_a_second_approve_does_nothing(no_k
     app = BgmonApp(config_for(no_key, proc_interval=0.5))
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: badge_of(app, "worker") is Badge.FAILED, what="failed (process gone)")
-            await ask(pilot, app, "worker")
+            await ask(pilot, app, "worker", once=Badge.FAILED, what="failed (process gone)")
             text = shown(app)
             assert f"start ['{sys.executable}', '{script}'] in {task}, detached" in text
             assert f"write the new pid and status running to {status}" in text
@@ -218,11 +225,9 @@ async def test_restart_writes_the_new_pid_and_a_second_approve_does_nothing(no_k
 
 
 async def test_x_rejects_with_a_reason(no_key):
-    write_task(no_key, "docs", status="failed", error="npm ERR! Missing script: build:docs")
-    app = BgmonApp(config_for(no_key))
+    app = missing_script_app(no_key)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: badge_of(app, "docs") is Badge.FAILED, what="failed")
-        await ask(pilot, app, "docs")
+        await ask(pilot, app, "docs", once=Badge.FAILED)
         await pilot.press("x")
         box = app.panel.query_one("#recovery-reason")
         assert box.display and box.has_focus
@@ -259,8 +264,7 @@ async def test_claude_proposes_a_kill_through_the_sdk(home, api, procs):
     }))
     app = BgmonApp(config_for(home, proc_interval=0.5))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: badge_of(app, "hung") is Badge.STUCK, what="stuck (loop)")
-        await ask(pilot, app, "hung")
+        await ask(pilot, app, "hung", once=Badge.STUCK, what="stuck (loop)")
         assert len(api.requests) == 1 and api.requests[0]["path"] == "/v1/messages"
         text = shown(app)
         assert "claude claude-opus-5-5" in text and "0.85" in text
@@ -321,11 +325,9 @@ async def test_esc_cancels_a_slow_request_and_the_ui_stays_live(home, api):
 
 
 async def test_an_approved_mark_shows_in_the_tree_and_the_detail(no_key):
-    write_task(no_key, "docs", status="failed", error="npm ERR! Missing script: build:docs")
-    app = BgmonApp(config_for(no_key))
+    app = missing_script_app(no_key)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: badge_of(app, "docs") is Badge.FAILED, what="failed")
-        await ask(pilot, app, "docs")
+        await ask(pilot, app, "docs", once=Badge.FAILED)
         note = "needs a person: failed, cause unknown"
         assert f"1. mark the task '{note}'" in shown(app)
         await approve(pilot, app)
@@ -350,8 +352,7 @@ async def test_the_panel_says_what_a_restart_waits_for(no_key, procs):
     gate = threading.Event()
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: badge_of(app, "client") is Badge.FAILED, what="failed")
-            await ask(pilot, app, "client")
+            await ask(pilot, app, "client", once=Badge.FAILED)
             restart = app.panel.proposal.actions[0]
             assert restart.kind == "restart" and restart.delay > 0, app.panel.proposal
             app.panel.service.executor._sleep = lambda seconds: gate.wait(seconds)
