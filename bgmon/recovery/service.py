@@ -188,9 +188,11 @@ class RecoveryService:
 
     # --- decisions -----------------------------------------------------------------------------
 
-    def approve(self, proposal_id: str, lookup: SnapshotLookup, *, by: str = "tui") -> Outcome:
-        """Run a pending proposal's actions in order (stopping at the first failure), with the
-        decision and the result recorded; `lookup(task key or id)` gives the live snapshot."""
+    def _while_pending(self, proposal_id: str, decide: Callable[[Proposal], Outcome],
+                       refuse: Callable[[Proposal, str | None], Outcome], busy: str) -> Outcome:
+        """`decide(proposal)` while the proposal is still pending, holding its task's lock (so a
+        proposal is decided once, whichever process or screen tries); else what `refuse(proposal,
+        state)` says, that there is no such proposal, or that the task is `busy`."""
         proposal = self.journal.proposal(proposal_id)
         if proposal is None:
             return Outcome(proposal_id, NOT_FOUND, f"no proposal {proposal_id} in {self.journal.path}")
@@ -198,12 +200,24 @@ class RecoveryService:
             with task_lock(self.work_dir / "locks", proposal.task):
                 state = self.journal.state(proposal_id)
                 if state != PENDING:
-                    return self._not_pending(proposal, state)
-                self.journal.record_decision(proposal, APPROVED, by=by)
-                live = _lookup(lookup, proposal)
-                results = self._run(proposal, live)
+                    return refuse(proposal, state)
+                return decide(proposal)
         except TaskBusy as exc:
-            return Outcome(proposal_id, BUSY, f"{exc}; nothing done")
+            return Outcome(proposal_id, BUSY, f"{exc}; {busy}")
+
+    def approve(self, proposal_id: str, lookup: SnapshotLookup, *, by: str = "tui") -> Outcome:
+        """Run a pending proposal's actions in order (stopping at the first failure), with the
+        decision and the result recorded; `lookup(task key or id)` gives the live snapshot."""
+
+        def run(proposal: Proposal) -> Outcome:
+            self.journal.record_decision(proposal, APPROVED, by=by)
+            return self._record_result(proposal, self._run(proposal, _lookup(lookup, proposal)))
+
+        return self._while_pending(proposal_id, run, self._not_pending, "nothing done")
+
+    def _record_result(self, proposal: Proposal, results: tuple[ActionResult, ...]) -> Outcome:
+        """Journal what the approved actions did; the outcome says it, and says so if it could
+        not be journalled."""
         ok = all(r.ok for r in results)
         unrecorded = ""
         try:
@@ -286,19 +300,16 @@ class RecoveryService:
         return f"{pid} is in an unknown state ({state}); nothing changed"
 
     def reject(self, proposal_id: str, reason: str | None = None, *, by: str = "tui") -> Outcome:
-        proposal = self.journal.proposal(proposal_id)
-        if proposal is None:
-            return Outcome(proposal_id, NOT_FOUND, f"no proposal {proposal_id} in {self.journal.path}")
-        try:
-            with task_lock(self.work_dir / "locks", proposal.task):
-                state = self.journal.state(proposal_id)
-                if state != PENDING:
-                    return Outcome(proposal_id, NOOP, self._cannot_reject(proposal, state))
-                reason = redact(" ".join(reason.split()))[:300] if reason else None
-                self.journal.record_decision(proposal, REJECTED, reason=reason, by=by)
-        except TaskBusy as exc:
-            return Outcome(proposal_id, BUSY, f"{exc}; not rejected")
-        return Outcome(proposal_id, RECORDED, f"rejected {proposal_id}" + (f": {reason}" if reason else ""))
+        why = redact(" ".join(reason.split()))[:300] if reason else None
+
+        def record(proposal: Proposal) -> Outcome:
+            self.journal.record_decision(proposal, REJECTED, reason=why, by=by)
+            return Outcome(proposal_id, RECORDED, f"rejected {proposal_id}" + (f": {why}" if why else ""))
+
+        def refuse(proposal: Proposal, state: str | None) -> Outcome:
+            return Outcome(proposal_id, NOOP, self._cannot_reject(proposal, state))
+
+        return self._while_pending(proposal_id, record, refuse, "not rejected")
 
     # --- marks, health, history ----------------------------------------------------------------
 
