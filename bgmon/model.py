@@ -260,6 +260,9 @@ class TaskSnapshot:
     command: tuple[str, ...] | None = None  # argv recorded to restart it
     host: str | None = None  # the remote host it runs on (`--remote NAME=…`); None: this machine
     ack: Acknowledged | None = None  # set only while the acknowledged badge is the badge shown
+    # epoch seconds of the task's last own work (output, CPU, a progress or step change), as
+    # health.last_progress judges it: a heartbeat is life, not progress
+    last_progress: float | None = None
 
     @property
     def needs_attention(self) -> bool:

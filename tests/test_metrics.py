@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -20,8 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bgmon.board import Board
 from bgmon.engine import collect
+from bgmon.timefmt import parse_time
 from bgmon.views.metrics import BoardCollector, exposition, parse_address, write_textfile
-from tests.conftest import REPO, bgmon_cmd, wait_for
+from tests.conftest import REPO, bgmon_cmd, wait_for, write_json
+from tests.test_follow import Lines
 
 ALERTS = REPO / "docs" / "prometheus" / "alerts.yml"
 FLAGS = ("--no-git", "--no-claude", "--no-codex")
@@ -99,7 +102,9 @@ def test_serve_exposition_follows_real_badge_changes(ws, isolated_home):
         assert value(found, "bgmon_tasks", badge="failed") == 0
         key = str(ws.root / ".worktrees" / "worker")
         assert value(found, "bgmon_task_health", name="worker", badge="healthy") == 1
-        assert value(found, "bgmon_task_seconds_since_progress", name="worker") is not None
+        # No start time, output or progress yet: health says "no progress recorded yet", and
+        # there is no moment to count from, so no series (not a made-up 0).
+        assert value(found, "bgmon_task_seconds_since_progress", name="worker") is None
         assert value(found, "bgmon_sweeps_total") >= 1
         assert value(found, "bgmon_scrape_duration_seconds") is not None
 
@@ -335,3 +340,50 @@ def test_real_prometheus_scrapes_bgmon_and_fires_the_failed_alert(ws, isolated_h
             prom.kill()
             prom.communicate()
         served.stop()
+
+
+def test_seconds_since_progress_grows_while_only_heartbeats_come(ws, isolated_home):
+    """Health tells life from progress: a task that keeps its heartbeat fresh but does no work
+    is alive, and its seconds since progress keep growing (they do not restart at each beat)."""
+    status = ws.root / ".worktrees" / "idler" / "status.json"
+    started = time.time()
+    ws.task("idler", timestamp=started, progress={"done": 1, "total": 5}, step="waiting for db")
+    beating = threading.Event()
+
+    def beat() -> None:
+        while not beating.wait(0.3):  # the same progress and step, a new updatedAt
+            write_json(status, {"status": "running", "timestamp": started, "updatedAt": time.time(),
+                                "progress": {"done": 1, "total": 5}, "step": "waiting for db"})
+
+    heart = threading.Thread(target=beat, daemon=True)
+    heart.start()
+    served = Served(ws.root, isolated_home)
+    follow = subprocess.Popen(bgmon_cmd("--follow", "--json", *FLAGS, str(ws.root)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env_for(isolated_home))
+    try:
+        first = served.until(
+            lambda f: value(f, "bgmon_task_seconds_since_progress", name="idler") is not None,
+            "the idler's series")
+        seen = value(first, "bgmon_task_seconds_since_progress", name="idler")
+        later = served.until(
+            lambda f: value(f, "bgmon_task_seconds_since_progress", name="idler") >= seen + 3,
+            "seconds since progress to grow by 3 s while the heartbeats go on", timeout=60)
+        assert value(later, "bgmon_task_health", name="idler", badge="healthy") == 1
+        # The same moment in the JSON (one source of truth: the health rules' last progress),
+        # beside a last sign of life that the heartbeats keep fresh.
+        def apart(o: dict) -> bool:
+            task = o.get("task") or {}
+            if task.get("name") != "idler":
+                return False
+            life, work = parse_time(task["last_activity"]), parse_time(task["last_progress"])
+            return life is not None and work is not None and life - work >= 3
+
+        assert Lines(follow).until(apart, timeout=60) is not None
+    finally:
+        beating.set()
+        heart.join(5)
+        follow.send_signal(signal.SIGTERM)
+        follow.communicate(timeout=20)
+        err = served.stop()
+    assert "Traceback" not in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from bgmon.engine.store import TaskRecord, as_int
-from bgmon.health import last_sign_of_life
+from bgmon.health import last_progress, last_sign_of_life
 from bgmon.model import Acknowledged, Health, Progress, TaskSnapshot
 
 SNAPSHOT_EVENTS = 20
@@ -39,6 +39,7 @@ def build(record: TaskRecord, health: Health, parent: str | None, note: str | No
           ack: Acknowledged | None = None) -> TaskSnapshot:
     spec, fields, act = record.spec, record.fields, record.activity
     obs_life = last_sign_of_life(record.obs)[0] if record.obs else None
+    obs_work = last_progress(record.obs)[0] if record.obs else None
     name = fields.get("name") if isinstance(fields.get("name"), str) else None
     if name is None and spec.transcript and act.cwd and spec.parent is None:
         name = os.path.basename(act.cwd.rstrip("/")) or spec.name
@@ -63,6 +64,7 @@ def build(record: TaskRecord, health: Health, parent: str | None, note: str | No
         progress=parse_progress(fields.get("progress")) or act.progress,
         step=step,
         last_activity=obs_life,
+        last_progress=obs_work,
         pid=record.pids[0],
         path=spec.path,
         files=files,

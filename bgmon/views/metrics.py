@@ -112,8 +112,8 @@ class BoardCollector(Collector):
             by_badge[(host, badge)] += 1
             ident = (_label(s.key), _label(s.id), _label(s.name), _label(s.group), s.source, host)
             health.append((ident + (badge,), 1))
-            if s.last_activity is not None:
-                idle.append((ident, max(0.0, now - s.last_activity)))
+            if s.last_progress is not None:
+                idle.append((ident, max(0.0, now - s.last_progress)))
         yield _gauge("bgmon_tasks", "Tasks by health badge, per host.", ["host", "badge"],
                      [((h, b.value), by_badge[(h, b.value)]) for h in sorted(hosts) for b in Badge])
         task_labels = ["key", "id", "name", "group", "source", "host"]
@@ -121,8 +121,9 @@ class BoardCollector(Collector):
                      "One series per task: its current badge in the `badge` label (value 1).",
                      [*task_labels, "badge"], health)
         yield _gauge("bgmon_task_seconds_since_progress",
-                     "Seconds since the task's last sign of life (heartbeat, log append, status "
-                     "write or CPU use), as its age column shows.", task_labels, idle)
+                     "Seconds since the task's last progress (its output, CPU use, a progress or "
+                     "step change), as its health judges it; a heartbeat alone is not progress.",
+                     task_labels, idle)
 
         warnings = self.board.warnings()
         yield _gauge("bgmon_read_warnings", "Problems bgmon had reading tasks' files, per host.",
