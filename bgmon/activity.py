@@ -83,6 +83,12 @@ class Activity:
         self.turn_at: float | None = None
         self.turn_text: str | None = None
         self.cwd: str | None = None
+        # The session as its first META line says (a forked sub-agent's rollout goes on with its
+        # parent's lines, META included: those are not its own facts).
+        self.session: str | None = None
+        self.started_at: float | None = None
+        self.subagent: str | None = None  # a sub-agent's kind ("review"); None for a session
+        self.parent_session: str | None = None  # the parent's session id, when it is named
         self.last_event_at: float | None = None
         self.last_progress_at: float | None = None
         self.untimed_progress = False
@@ -112,6 +118,8 @@ class Activity:
                 # life (above) but are neither progress nor part of the window.
                 if ev.cwd:
                     self.cwd = ev.cwd
+                if self.session is None and ev.text:
+                    self._session(ev)
                 continue
             if kind is _TOOL_RESULT:
                 ev = self._name_result(ev)
@@ -299,6 +307,11 @@ class Activity:
         current = next((t for st, t in items if st == "in_progress" and t), None)
         if current:
             self.step = current
+
+    def _session(self, ev: Event) -> None:
+        """The first META that names the session: who it is, when it began, whose sub-agent."""
+        self.session, self.started_at = ev.text, ev.ts
+        self.subagent, self.parent_session = ev.tool, ev.call_id
 
     def _turn(self, state: str, ev: Event) -> None:
         self.turn = state

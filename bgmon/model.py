@@ -82,7 +82,8 @@ class EventKind(StrEnum):
     API_ERROR = "api_error"  # the turn ended on a model API error
     BG_START = "bg_start"  # a background command started (call_id names it)
     BG_END = "bg_end"  # a background command finished
-    META = "meta"  # session facts: cwd, session id
+    META = "meta"  # session facts: cwd, session id (text); for a sub-agent's session its kind
+    #                (tool) and its parent's session id when it names one (call_id)
     TASK_ITEM = "task_item"  # one item of an agent's task board: call_id = item id,
     #                          input = pending|in_progress|completed|deleted, text = its title
     WAITING = "waiting"  # blocked on a person (text: why: a permission prompt, a question)

@@ -13,7 +13,9 @@ import pytest
 from bgmon.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+# The real agent logs beside the repository (../shared/corpus), or where BGMON_CORPUS says (a
+# git worktree sits one level deeper); tests that read it skip when it is absent.
+CORPUS = Path(os.environ.get("BGMON_CORPUS") or REPO.parent / "shared" / "corpus")
 
 
 def write_json(path: Path, obj) -> None:

@@ -99,3 +99,17 @@ def test_parse_progress_forms():
     assert parse_progress("2/5") == Progress(2, 5)
     assert parse_progress("x/5") is None and parse_progress(None) is None
     assert parse_progress({"done": True, "total": 5}) is None
+
+
+def test_a_child_shows_its_parent_once_the_parent_appears(ws):
+    """The child's own data did not change, but its place did: its snapshot must say so."""
+    ws.task("helper", id="bg_help", name="helper", parent="bg_lead")
+    m = Monitor(ws.config())
+    m.sweep()
+    m.evaluate()
+    assert snaps(m)["helper"].parent is None
+    ws.task("lead", id="bg_lead", name="lead")
+    m.sweep()
+    m.evaluate()
+    s = snaps(m)
+    assert s["helper"].parent == s["lead"].key

@@ -19,6 +19,7 @@ from bgmon.formats import canonical_input, sniff
 from bgmon.formats.claude import parse
 from bgmon.model import EventKind as K
 from bgmon.timefmt import parse_time
+from tests.conftest import CORPUS
 from tests.jsonfuzz import json_lines, json_values, mutated
 
 TS = "2026-02-12T16:02:25.227Z"
@@ -474,7 +475,6 @@ def test_parse_never_raises(obj):
 
 # -- the real corpus ---------------------------------------------------------------------
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="no ../shared/corpus next to the repository")
 
 

@@ -18,6 +18,7 @@ from bgmon.formats import canonical_input, sniff
 from bgmon.formats.codex import parse
 from bgmon.model import EventKind as K
 from bgmon.timefmt import parse_time
+from tests.conftest import CORPUS
 from tests.jsonfuzz import json_lines, json_values, mutated
 
 TS = "2026-03-13T02:44:07.241Z"
@@ -322,7 +323,6 @@ def test_parse_never_raises(obj):
 
 # -- the real corpus ---------------------------------------------------------------------
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SESSIONS = CORPUS / "cchistory" / "mock_data" / ".codex" / "sessions"
 needs_corpus = pytest.mark.skipif(not SESSIONS.is_dir(), reason="no ../shared/corpus next to the repository")
 

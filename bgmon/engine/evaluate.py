@@ -70,11 +70,16 @@ def observe(record: TaskRecord) -> Observation:
 
 def member(record: TaskRecord) -> Member:
     ref = record.fields.get("parent")
+    act = record.activity
     return Member(
         group=record.spec.group,
         id=snapshot.task_id(record),
         parent=record.spec.parent,
-        parent_ref=ref if isinstance(ref, str) and ref else None,
+        parent_ref=ref if isinstance(ref, str) and ref else act.parent_session,
+        session=act.session,
+        subagent=act.subagent is not None,
+        place=act.cwd,
+        started_at=act.started_at,
     )
 
 
@@ -87,6 +92,9 @@ class Evaluator:
         self._family: Family | None = None
         self._last_keys: set[str] = set()
         self._members: dict[str, Member] = {}  # each task's place in the family, last seen
+        # (group, place) of sub-agents nested by time that found no session yet: a session
+        # there whose span grows may now hold one (see family._spawner).
+        self._unplaced: set[tuple[str, str | None]] = set()
 
     def evaluate(self, tasks: dict[str, TaskRecord], now: float, th: Thresholds,
                  notes: Mapping[str, str],
@@ -129,6 +137,9 @@ class Evaluator:
                 if self._members.get(key) != place:
                     self._members[key] = place
                     moved = True
+                elif (self._unplaced and not place.subagent
+                      and (place.group, place.place) in self._unplaced):
+                    moved = True
             elif record.own is not None and now < record.recheck_at:
                 continue  # nothing new, and the clock cannot change the verdict yet
             record.own = assess(record.obs, now, th)
@@ -136,9 +147,11 @@ class Evaluator:
             assessed.append(key)
         return assessed, moved
 
-    @staticmethod
-    def _families(tasks: dict[str, TaskRecord], members: dict[str, Member]) -> Family:
-        family = families({key: members.get(key) or member(record) for key, record in tasks.items()})
+    def _families(self, tasks: dict[str, TaskRecord], members: dict[str, Member]) -> Family:
+        places = {key: members.get(key) or member(record) for key, record in tasks.items()}
+        family = families(places, lambda key: tasks[key].activity.last_event_at)
+        self._unplaced = {(m.group, m.place) for key, m in places.items()
+                          if m.subagent and family.parents[key] is None}
         for key, note in family.cut.items():
             record = tasks[key]
             if record.cycle != note:
@@ -150,7 +163,8 @@ class Evaluator:
                 note: str | None, ack: Acknowledged | None = None) -> Change | None:
         """Rebuild one task's snapshot if it changed; the change to announce, if any."""
         previous = record.snapshot
-        if previous is not None and not record.dirty and _same_verdict(previous.health, health):
+        if (previous is not None and not record.dirty and previous.parent == parent
+                and _same_verdict(previous.health, health)):
             if now - record.built_at >= REFRESH_TEXT:
                 # Reasons quote ages ("no sign of life for 12m"): refresh their text now and
                 # then, without announcing it as a change (and without a copy when it reads the

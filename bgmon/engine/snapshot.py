@@ -41,6 +41,8 @@ def build(record: TaskRecord, health: Health, parent: str | None, note: str | No
     obs_life = last_sign_of_life(record.obs)[0] if record.obs else None
     obs_work = last_progress(record.obs)[0] if record.obs else None
     name = fields.get("name") if isinstance(fields.get("name"), str) else None
+    if name is None and spec.transcript and act.subagent:
+        name = f"{act.subagent} sub-agent"  # its place is its parent's: say what it is instead
     if name is None and spec.transcript and act.cwd and spec.parent is None:
         name = os.path.basename(act.cwd.rstrip("/")) or spec.name
     group = spec.group

@@ -327,6 +327,10 @@ def _event_msg(p: dict, ts: float | None) -> list[Event]:
         return _item_completed(p, ts)
     if isinstance(kind, str) and kind in _ASKS:
         return [Event(EventKind.WAITING, ts=ts, text=_ask_text(kind, p))]
+    if kind == "entered_review_mode" or kind == "exited_review_mode":
+        # A review sub-agent (its own rollout) runs between these: the session is alive, and
+        # its span holds the sub-agent's start (engine.family._spawner).
+        return [Event(EventKind.HEARTBEAT, ts=ts, text=kind.replace("_", " "))]
     return []  # agent_message (repeats the message item), token_count, agent_reasoning, …
 
 
@@ -350,15 +354,41 @@ def _ask_text(kind: str, p: dict) -> str:
 
 
 def _session_meta(p: dict, ts: float | None) -> list[Event]:
+    """The session's facts. A sub-agent's rollout (review, compaction, a spawned thread) says so
+    in `source: {"subagent": KIND}`: its kind goes in `tool`, and its parent's session id, which
+    only spawned threads name, in `call_id` (see Activity._meta for how nesting uses them)."""
     cwd = p.get("cwd")
+    kind, parent = _subagent(p.get("source"))
+    if parent is None:
+        parent = _str(p.get("parent_thread_id"), _ID)
     return [
         Event(
             EventKind.META,
             ts=ts,
             cwd=cwd if isinstance(cwd, str) and cwd else None,
             text=_str(p.get("id"), _ID),
+            tool=kind,
+            call_id=parent if kind else None,
         )
     ]
+
+
+def _subagent(source: object) -> tuple[str | None, str | None]:
+    """`{"subagent": "review"}` (0.80) or `{"subagent": {"thread_spawn": {"parent_thread_id":
+    …}}}` (later) → (its kind, its parent's session id or None). Others are no sub-agent."""
+    if not isinstance(source, dict):
+        return None, None
+    sub = source.get("subagent", source.get("sub_agent"))
+    if isinstance(sub, str) and sub:
+        return clip(sub, _NAME), None
+    if isinstance(sub, dict) and sub:
+        kind = next(iter(sub))
+        detail = sub[kind]
+        parent = detail.get("parent_thread_id") if isinstance(detail, dict) else None
+        if kind == "other" and isinstance(detail, str) and detail:
+            kind = detail
+        return clip(str(kind), _NAME) or "subagent", _str(parent, _ID)
+    return None, None
 
 
 def _turn_context(p: dict, ts: float | None) -> list[Event]:
