@@ -130,7 +130,7 @@ def test_an_append_to_one_task_re_rolls_only_that_task_and_its_ancestors(ws, mon
     built: list[int] = []
     updated: list[str] = []
     real_families, real_update = evaluate.families, evaluate.Evaluator._update
-    monkeypatch.setattr(evaluate, "families", lambda members: built.append(len(members)) or real_families(members))
+    monkeypatch.setattr(evaluate, "families", lambda members, *more: built.append(len(members)) or real_families(members, *more))
 
     def update(record, *args):
         updated.append(record.spec.name)
