@@ -21,11 +21,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from bgmon import __version__
 from bgmon.agents import REGISTRY
 from bgmon.config import Config, ConfigError, load_config, validate
+from bgmon.parser import Parser
 from bgmon.printable import printable
 from bgmon.timefmt import parse_duration
 
@@ -74,13 +75,6 @@ exit status (wait): 0 reached, 1 a fault instead, 2 usage, 124 --timeout passed
 
 class UsageError(Exception):
     pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its message short
-        self.print_usage(sys.stderr)
-        print(f"bgmon: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
 
 
 def _duration(text: str) -> float:
@@ -175,7 +169,7 @@ def _notify_changes(args: argparse.Namespace, notify):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="bgmon",
         description="Monitor background agents and long-running commands: find them, judge "
         "their health, say why, and offer recovery.",
@@ -371,7 +365,7 @@ def _add_roots(p: argparse.ArgumentParser, more: str = "") -> None:
 
 
 def _watch_main(argv: list[str]) -> int:
-    p = _Parser(prog="bgmon watch", description="Watch without a screen and send a notification "
+    p = Parser(prog="bgmon watch", description="Watch without a screen and send a notification "
                 "when a task's badge changes (sinks: [notify] in the config, or the flags). Each "
                 "notification is also printed on stdout.")
     p.add_argument("roots", nargs="*", metavar="ROOT", help="directories to watch (default: .)")
@@ -409,7 +403,7 @@ def _wait_main(argv: list[str]) -> int:
     from bgmon.views.text import task_line
     from bgmon.wait import TARGETS, wait
 
-    p = _Parser(prog="bgmon wait", description="Block until every TASK reaches a state, on the "
+    p = Parser(prog="bgmon wait", description="Block until every TASK reaches a state, on the "
                 "live engine. Exit 0 when they do, 1 when a fault comes instead (a task failed "
                 "or stuck; with --until fault: every task completed without one), 124 when "
                 "--timeout passes first, 2 for a usage error.")
@@ -435,7 +429,7 @@ def _ack_main(argv: list[str]) -> int:
     from bgmon.recovery.service import RecoveryService
     from bgmon.resolve import AmbiguousTask, resolve_task, task_label
 
-    p = _Parser(prog="bgmon ack", description="Acknowledge a task's fault: until its badge "
+    p = Parser(prog="bgmon ack", description="Acknowledge a task's fault: until its badge "
                 "changes it no longer counts for the exit status of --once, for notifications or "
                 "for bgmon wait, and every view shows it as acknowledged.")
     p.add_argument("task", metavar="TASK", help=TASK_HELP)
@@ -510,7 +504,7 @@ def _monitor_main(argv: list[str], serving: bool = False) -> int:
 def _replay_main(argv: list[str]) -> int:
     from bgmon import replay
 
-    p = _Parser(prog="bgmon replay", description="Run the health rules over recorded logs "
+    p = Parser(prog="bgmon replay", description="Run the health rules over recorded logs "
                 "(Claude, Codex, bgmon's own lines) on the logs' own clock and print the "
                 "timeline of badge changes. Thresholds come from the config, as for the monitor.")
     p.add_argument("logs", nargs="+", metavar="LOG")
@@ -523,7 +517,8 @@ def _replay_main(argv: list[str]) -> int:
     if args.stuck_after is not None:
         th = replace(th, stuck_after=args.stuck_after)
     out, errors = replay.main(args.logs, th, args.json)
-    sys.stdout.write(out)
+    if out.strip() or not errors:  # not an empty line before the message that none was read
+        sys.stdout.write(out)
     for e in errors:
         print(f"bgmon replay: {e}", file=sys.stderr)
     return EXIT_USAGE if errors else EXIT_OK
@@ -533,9 +528,13 @@ def _parse_as_subcommand(name: str, argv: list[str], add_parsers: Callable[[Any]
                          ) -> argparse.Namespace:
     """`bgmon NAME ARGV…` parsed by the subcommand parser(s) another module adds to ours (so its
     usage lines and errors read `bgmon NAME`, and errors exit 2 in one line)."""
-    p = _Parser(prog="bgmon")
-    add_parsers(p.add_subparsers(dest="command"))
-    return p.parse_args([name, *argv])
+    p = Parser(prog="bgmon")
+    commands = p.add_subparsers(dest="command")
+    add_parsers(commands)
+    args, extra = p.parse_known_args([name, *argv])
+    if extra:  # argparse says so as the top parser, `bgmon`: say it as the command's
+        commands.choices[name].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _subcommand_main(name: str, argv: list[str]) -> int:

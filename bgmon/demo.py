@@ -46,6 +46,7 @@ import psutil
 from bgmon.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exit_for_signal, print_once
 from bgmon.config import Config, ConfigError, load_config
 from bgmon.demo_agent import LOG_NAME, MARKER, iso_ms, pid_alive, read_owner, write_json_atomic
+from bgmon.parser import Parser
 
 AGENT_SCRIPT = Path(__file__).resolve().with_name("demo_agent.py")
 DEMO_STUCK_AFTER = 20.0  # seconds at speed 1: the monitor's stuck_after in the demo
@@ -279,7 +280,7 @@ def _speed(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="bgmon demo",
         description="Start simulated background tasks (real processes writing status.json and "
         "event logs: one healthy, one struggling, one busy in a child process, one stuck in a "

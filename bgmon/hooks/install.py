@@ -237,12 +237,11 @@ def _write(path: Path, old: str, new: str, backup: Path) -> None:
 def main(argv: list[str], out=None) -> int:
     """`bgmon hooks install|uninstall AGENT [--dry-run] [--file FILE]`; exit 0, or 2 with a
     one-line message when the file must be fixed first."""
-    import argparse
-
     from bgmon.agents import by_name
+    from bgmon.parser import Parser
 
     out = out or sys.stdout
-    p = argparse.ArgumentParser(prog="bgmon hooks", description="Let an agent report its own state "
+    p = Parser(prog="bgmon hooks", description="Let an agent report its own state "
                                 "to bgmon through its hooks (opt-in; see docs/agents.md).")
     p.add_argument("action", choices=("install", "uninstall"))
     p.add_argument("agent", choices=sorted(PLANS), help="claude, codex (hooks.json, Codex 0.114+) or "

@@ -22,6 +22,7 @@ from bgmon.recovery.proposal import RUN_LOG
 from bgmon.supervise.journal import RestartJournal
 from bgmon.supervise.output import DEFAULT_PROGRESS, EventLog, compile_progress
 from bgmon.supervise.policy import MODES, RestartPolicy
+from bgmon.supervise.proc import cannot_start
 from bgmon.supervise.run import RunConfig, Supervisor
 from bgmon.supervise.status import StatusFile, iso_ms, pid_alive, task_paths
 from bgmon.timefmt import parse_duration
@@ -98,6 +99,9 @@ def _setup(args: argparse.Namespace) -> Supervisor:
         argv = argv[1:]
     if not argv:
         raise UsageError("no command given (usage: bgmon run [OPTIONS] -- CMD ARG...)")
+    why = cannot_start(argv)
+    if why is not None:
+        raise UsageError(why)
     try:
         catalogue = load_catalogue(args.run_patterns)
         regexes = [] if args.run_no_progress else compile_progress(

@@ -4,6 +4,7 @@ its tree (for stall detection), stop the whole group."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,19 @@ def start_error(argv: Sequence[str], exc: OSError) -> str:
     elif isinstance(exc, PermissionError):
         what = "permission denied (is it executable?)"
     return f"cannot start {argv[0]!r}: {what}"
+
+
+def cannot_start(argv: Sequence[str]) -> str | None:
+    """Why argv cannot start at all, in `start_error`'s words, found before a task is made for it
+    (a mistyped command is the person's to fix, not a failed task); None when it may start."""
+    program = argv[0]
+    if os.sep not in program:
+        return None if shutil.which(program) else start_error(argv, FileNotFoundError())
+    if not os.path.exists(program):
+        return start_error(argv, FileNotFoundError())
+    if os.path.isdir(program) or not os.access(program, os.X_OK):
+        return start_error(argv, PermissionError())
+    return None
 
 
 def signal_group(pgid: int, sig: int) -> bool:
