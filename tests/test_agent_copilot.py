@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import time
 
-from bgmon.agents.copilot import parse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bgmon.agents.copilot import parse, sub_agents
 from bgmon.config import Config
 from bgmon.engine import Monitor
 from bgmon.model import EventKind
 from tests.conftest import Clock, append_lines
+from tests.jsonfuzz import json_lines, json_values, mutated
 
 T0 = 1_790_000_000.0
 SID = "51854430-83f7-4543-a9bf-ec76ead71f59"
@@ -220,3 +224,24 @@ def test_sub_agents_go_with_their_session(tmp_path):
     monitor.sweep()
     monitor.evaluate()
     assert monitor.tasks == {} and monitor.snapshots() == []
+
+
+_KEYS = ["type", "data", "agentId", "timestamp", "parentId", "toolCallId", "parentToolCallId", "agentName",
+         "agentDisplayName", "error", "cancelled", "toolName", "arguments", "result", "content", "success"]
+_WORDS = ["subagent.started", "subagent.completed", "subagent.failed", "tool.execution_start",
+          "tool.execution_complete", "assistant.message", SUB, "task"]
+_values = json_values(_KEYS, _WORDS)
+
+
+def _examples() -> list[dict]:
+    return [start(), *task_call(), *task_call("inner", agent=SUB), *(stamped(x, SUB) for x in bash(1, 2)),
+            stamped(ev("subagent.failed", {"toolCallId": SUB, "error": "x"}), SUB, legacy=True)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(json_lines(_KEYS, _values, max_size=6), mutated(_examples, _values, most=3)))
+def test_junk_lines_never_raise(obj):
+    events = parse(obj)
+    assert events is None or isinstance(events, list)
+    for share in sub_agents(obj):
+        assert isinstance(share.agent, str) and share.agent and isinstance(share.events, list)
