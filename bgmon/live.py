@@ -467,7 +467,9 @@ def follow(config: Config, board: Board | None = None, as_json: bool = True,
     monitor = Monitor(config)
     printer = None if as_json else ChangePrinter(sys.stdout)
     started = False
-    warnings: list[str] = []
+    local: list[str] = []  # this machine's reading warnings, as the engine last said
+    said: list[str] | None = None  # the merged warnings as last written
+    said_lock = threading.Lock()
     to_metrics = to_board(monitor, board) if board is not None else None
     lock = threading.Lock()  # remote hosts' threads write too
     gone = threading.Event()  # the reader left: the engine stops at its next pass
@@ -482,45 +484,57 @@ def follow(config: Config, board: Board | None = None, as_json: bool = True,
             except (BrokenPipeError, ValueError):
                 gone.set()
 
+    def new_warnings() -> list[str] | None:
+        """This machine's warnings, then each remote host's (its warnings and link problems,
+        labelled with it), when they differ from those last written; else None."""
+        nonlocal said
+        merged = local + (fleet.warnings() if fleet is not None else [])
+        with said_lock:
+            if merged == said:
+                return None
+            said = merged
+            return merged
+
     def show(changes: list[Change], now: float) -> None:
+        warnings = new_warnings()
         if printer is None:
-            write(jsonout.change_lines(changes, now))
+            tail = [jsonout.warnings_line(warnings, now)] if warnings is not None else []
+            write(jsonout.change_lines(changes, now) + tail)
             return
         with lock:
             try:
                 printer.print_changes(changes, now)
+                if warnings is not None:
+                    printer.print_warnings(warnings, now)
             except (BrokenPipeError, ValueError):
                 gone.set()
 
     fleet = _fleet(config, lambda changes: show(changes, time.time()), board)
 
     def emit(changes: list[Change]) -> None:
-        nonlocal started, warnings
+        nonlocal started, local, said
         if gone.is_set():
             raise BrokenPipeError
         if to_metrics is not None:
             to_metrics(changes)
         now = monitor.clock()
         first, started = not started, True
+        local = monitor.warnings()
         if printer is not None:
             # The first picture is the default view's: no task that aged out (--all keeps them).
             picture = default_view(monitor.snapshots(), now, config.age_out) if first else []
             show([Change("added", s.key, s) for s in picture] if first else changes, now)
         elif first:
             snaps = monitor.snapshots()
-            warnings = monitor.warnings()
+            with said_lock:
+                said = list(local)  # the synced line says them (no remote host has spoken yet)
             # After the first look rather than at once: by then SIGINT stops the engine cleanly.
             lines = [jsonout.hello_line(config, now)]
             lines += [jsonout.snapshot_line(s, now) for s in snaps]
-            lines.append(jsonout.synced_line(len(snaps), warnings, now))
+            lines.append(jsonout.synced_line(len(snaps), local, now))
             write(lines)
         else:
-            lines = jsonout.change_lines(changes, now)
-            current = monitor.warnings()
-            if current != warnings:
-                warnings = current
-                lines.append(jsonout.warnings_line(warnings, now))
-            write(lines)
+            show(changes, now)
         if first and fleet is not None:
             fleet.start()
 

@@ -234,3 +234,56 @@ def test_a_follow_whose_reader_left_exits(ws, far, isolated_home):
     assert "far-ok" in names
     wait_for(lambda: not processes_under(far.root, "--follow"),
              timeout=60, what="the far side's --follow to exit after its reader left")
+
+
+def test_follow_says_the_hosts_warnings_labelled(ws, far, isolated_home):
+    """`--follow` as text and as JSON: a host's reading warnings and a link that cannot connect
+    join this machine's warnings, each labelled with its host; a new one on the host later is
+    said when it comes."""
+    ws.task("local-one")
+    far.task("far-ok")
+    (far.task("far-broken") / "status.json").write_text("{not json")
+    dead = "dead=cmd:" + shlex.join([sys.executable, "-c", "import sys; sys.exit('no bgmon here')"])
+    args = [*FLAGS, str(ws.root), "--remote", remote_arg("box", far.root), "--remote", dead]
+
+    text = subprocess.Popen(bgmon_cmd("--follow", *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**env_for(isolated_home), "NO_COLOR": "1"})
+    as_json = subprocess.Popen(bgmon_cmd("--follow", "--json", *args), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env_for(isolated_home))
+    try:
+        said = Lines(text)
+        warned: list[str] = []
+
+        def warning(prefix: str) -> str | None:
+            while not any(w.startswith(prefix) for w in warned):
+                line = said.raw(timeout=60)
+                if line is None:
+                    return None
+                if line.startswith("⚠ [".encode()):
+                    warned.append(line.decode().split("] ", 1)[1])
+            return next(w for w in warned if w.startswith(prefix))
+
+        box = warning("box: far-broken (worktree:")
+        assert box is not None and "status.json unreadable" in box, warned
+        down = warning("dead: not connected: ")
+        assert down is not None and "no bgmon here" in down, warned
+
+        stream = Lines(as_json)
+        event = stream.until(lambda o: o.get("event") == "warnings"
+                             and any(w.startswith("box: far-broken") for w in o["warnings"])
+                             and any(w.startswith("dead: not connected") for w in o["warnings"]),
+                             timeout=60)
+        assert event is not None, "the JSON stream never listed both hosts' warnings"
+
+        (far.task("far-later") / "status.json").write_text("[1, 2")  # a new one over there
+        later = warning("box: far-later (worktree:")
+        assert later is not None, warned
+        assert warned.count(down) == 1  # said once while it lasts, not at every reconnect
+        assert stream.until(lambda o: o.get("event") == "warnings"
+                            and any(w.startswith("box: far-later") for w in o["warnings"]),
+                            timeout=60) is not None
+    finally:
+        for proc in (text, as_json):
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0 and b"Traceback" not in err, err

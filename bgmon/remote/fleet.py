@@ -31,7 +31,7 @@ class Fleet:
             if self.board is not None:
                 link = next(x for x in self.links if x.spec.name == name)
                 self.board.apply(changes)
-                self.board.set_warnings(link.warnings, host=name)
+                self.board.set_warnings(link.all_warnings(), host=name)
             self.emit(changes)
 
         return emit
@@ -60,10 +60,12 @@ class Fleet:
                 link.fail(f"no full picture within {timeout:.0f}s")
         self.stop()
         snaps = [s for link in self.links for s in link.all_tasks()]
-        warnings = [w for link in self.links for w in link.warnings]
-        warnings += [f"{link.spec.name}: {link.skipped} unusable line(s) from the host skipped"
-                     for link in self.links if link.skipped]
-        return snaps, warnings
+        return snaps, self.warnings()
+
+    def warnings(self) -> list[str]:
+        """Every host's warnings and link problems, each labelled with its host: what the views
+        list beside this machine's reading warnings."""
+        return [w for link in self.links for w in link.all_warnings()]
 
 
 def noop(_: list[Change]) -> None:

@@ -181,8 +181,8 @@ class RemoteLink:
             self.hello = obj
             version = obj.get("version")
             if isinstance(version, int) and version > VERSION:
-                self.warnings = [f"{self.spec.name} speaks protocol version {version}; this "
-                                 f"bgmon knows {VERSION} and reads what it understands"]
+                self._set_warnings([f"speaks protocol version {version}; this bgmon knows "
+                                    f"{VERSION} and reads what it understands"])
             return False
         if event in ("snapshot", "added", "updated", "health"):
             snap = task_from_json(obj.get("task"), self.spec.name)
@@ -228,7 +228,25 @@ class RemoteLink:
 
     def _warnings(self, value: object) -> None:
         if isinstance(value, list):
-            self.warnings = [f"{self.spec.name}: {w}" for w in value if isinstance(w, str)]
+            self._set_warnings([w for w in value if isinstance(w, str)])
+
+    def _set_warnings(self, said: list[str]) -> None:
+        """The host's own reading warnings, labelled with its name; a change is reported (an
+        empty batch of changes) so every view shows the new list at once."""
+        labelled = [f"{self.spec.name}: {w}" for w in said]
+        if labelled != self.warnings:
+            self.warnings = labelled
+            self.emit([])
+
+    def all_warnings(self) -> list[str]:
+        """What to show about this host besides its tasks: its warnings, why the link is down
+        (while it is), and lines from it that could not be used; each labelled with its name."""
+        out = list(self.warnings)
+        if self.reason is not None:
+            out.append(f"{self.spec.name}: not connected: {self.reason}")
+        if self.skipped:
+            out.append(f"{self.spec.name}: {self.skipped} unusable line(s) from the host skipped")
+        return out
 
     def _drop_tasks(self) -> None:
         keys = list(self.tasks)

@@ -172,6 +172,16 @@ class ChangePrinter:
         self._shown: dict[str, str] = {}  # task key → its line as last printed
         self._names: dict[str, str] = {}  # task key → "name (id)", for its removal line
         self._group: str | None = None
+        self._warned: set[str] = set()  # the warnings as last said
+
+    def print_warnings(self, warnings: list[str], now: float) -> None:
+        """Each warning that was not in the list last said (this machine's reading warnings
+        and each remote host's, labelled with it): one `⚠` line, once while it lasts."""
+        for w in warnings:
+            if w not in self._warned:
+                self.console.print(Text(f"⚠ [{clock(now)}] {single_line(w)}", style="yellow"))
+        self._warned = set(warnings)
+        self.out.flush()
 
     def print_changes(self, changes: list[Change], now: float) -> None:
         snaps = [c.snapshot for c in changes if c.kind != "removed" and c.snapshot is not None]

@@ -59,3 +59,44 @@ async def test_remote_task_recovered_on_its_host(no_key, procs, tmp_path):  # no
         "proposal", "decision", "result"]
     assert not (here / ".agents/logs/background_monitoring.jsonl").exists() or pid not in (
         here / ".agents/logs/background_monitoring.jsonl").read_text()
+
+
+async def test_remote_warnings_and_link_problems_join_the_warnings_panel(tmp_path):
+    """The host's own reading warnings (a status.json it cannot parse) and a link that cannot
+    connect show in the status line's count and the group panel's warnings, each labelled with
+    its host, beside this machine's; when the host's warning goes away, so does it here."""
+    here, far = tmp_path / "here", tmp_path / "far"
+    here.mkdir()
+    far.mkdir()
+    write_task(here, "local-one")
+    write_task(far, "far-ok")
+    broken = write_task(far, "far-broken")
+    (broken / "status.json").write_text("{not json")
+    stream = [sys.executable, "-m", "bgmon", "--follow", "--json", *FLAGS, str(far)]
+    dead = [sys.executable, "-c", "import sys; sys.exit('no bgmon here')"]
+    remotes = (parse_remote(f"box=cmd:{shlex.join(stream)}"),
+               parse_remote(f"dead=cmd:{shlex.join(dead)}"))
+    app = BgmonApp(config_for(here, remotes=remotes))
+
+    def host_warnings() -> list[str]:
+        return [w for w in app.read_warnings if w.startswith(("box: ", "dead: "))]
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(host_warnings()) == 2, timeout=60,
+                       what="the host's warning and the dead link's, in the app's warnings")
+        box, down = sorted(host_warnings())
+        assert box.startswith("box: far-broken (worktree:") and "status.json unreadable" in box
+        assert down.startswith("dead: not connected: the stream exited with status 1: no bgmon here")
+        assert "2 reading warnings" in str(app.query_one("#status").render())
+
+        app.task_tree.move_cursor(app.sync.groups[str(here)])  # any group shows them all
+        await pilot.pause()
+        panel = " ".join(app.query_one("#detail").plain(width=400).split())
+        assert "Warnings while reading (2)" in panel
+        assert "box: far-broken (worktree:" in panel and "dead: not connected:" in panel
+
+        write_task(far, "far-broken")  # readable again: the host's warning goes
+        await wait_for(pilot, lambda: host_warnings() == [down], timeout=60,
+                       what="the host's warning gone here too")
+        await wait_for(pilot, lambda: "Warnings while reading (1)" in app.query_one("#detail").plain(400),
+                       what="the open panel redrawn with the shorter list")

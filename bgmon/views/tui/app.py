@@ -97,7 +97,8 @@ class BgmonApp(App[int]):
         self.clock = clock or self.monitor.clock
         self.loaded = False  # the engine's first look has arrived
         self.looked: list[str] = []
-        self.read_warnings: list[str] = []
+        self.local_warnings: list[str] = []  # this machine's, as the engine last said
+        self.read_warnings: list[str] = []  # those, then each remote host's (labelled)
         self.selected: str | None = None  # task key or group key under the cursor
         self.engine: LiveEngine | None = None
         self.auto: AutoRecovery | None = None
@@ -250,7 +251,11 @@ class BgmonApp(App[int]):
         first = not self.loaded
         self.loaded = True
         if meta is not None:
-            self.looked, self.read_warnings = meta
+            self.looked, self.local_warnings = meta
+        # A remote host's warnings and link problems join this machine's (a link reports a
+        # change of them as an empty batch).
+        merged = self.local_warnings + (self.fleet.warnings() if self.fleet is not None else [])
+        warned, self.read_warnings = merged != self.read_warnings, merged
         with self.batch_update():
             done = self.sync.apply(changes, rebuild=first)
             self.sync.count()
@@ -262,8 +267,8 @@ class BgmonApp(App[int]):
                 self.cursor_to_first_task()
             elif done.rebuilt or self.sync.node_for(self.selected) is None:
                 self.restore_cursor()
-            elif self.selected in done.touched:
-                self.show_selected()
+            elif self.selected in done.touched or (warned and self.selected not in self.sync.snaps):
+                self.show_selected()  # a task that changed, or a group's list of warnings
             self._show_state()
         if first:
             # Everything loaded so far lives as long as the app: move it out of the collector's
