@@ -308,6 +308,16 @@ class Activity:
         if current:
             self.step = current
 
+    def older_checklist(self, events: Iterable[Event]) -> None:
+        """To-do list events from before every line folded so far (start-up's backward search
+        for the newest list, when those lines held none): progress, step and task board as they
+        stood then. Nothing else is touched: those lines are older than all the rest."""
+        then = Activity()
+        then.extend(events)
+        self.progress, self.board = then.progress, then.board
+        if self.step is None:
+            self.step = then.step
+
     def _session(self, ev: Event) -> None:
         """The first META that names the session: who it is, when it began, whose sub-agent."""
         self.session, self.started_at = ev.text, ev.ts

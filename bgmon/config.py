@@ -45,6 +45,11 @@ class Reading:
     startup_bytes: int = 256 << 10  # back-scan at most this much of each log at start-up
     startup_lines: int = 200  # … or stop once this many complete lines are found
     read_chunk: int = 4 << 20  # read at most this much of one log per pass (the rest next pass)
+    # When a log's last lines hold no to-do list, start-up looks further back for the newest
+    # one: at most this much of each log, and this much in all per sweep (newest logs first),
+    # so start-up cost grows neither with log size nor, past the budget, with tasks.
+    checklist_search: int = 8 << 20
+    checklist_budget: int = 16 << 20
     # Directories a task's `log` field may point into besides the task's own directory.
     log_dirs: tuple[str, ...] = ()
 
@@ -238,7 +243,9 @@ _COUNTS = {"loop_repeats", "fail_streak", "fail_window", "fail_window_min",
            "line_cap", "startup_bytes", "startup_lines", "read_chunk"}  # ≥ 1 (counts, byte sizes)
 _POSITIVE = {"since", "stuck_after", "sweep_interval", "proc_interval", "timeout",
              "error_window", "approval_after"}  # seconds, > 0
-_NON_NEGATIVE = {"cpu_sample", "hold", "coalesce", "min_interval", "age_out"}  # seconds, ≥ 0
+# ≥ 0: seconds, and byte sizes where 0 turns a search off
+_NON_NEGATIVE = {"cpu_sample", "hold", "coalesce", "min_interval", "age_out", "checklist_search",
+                 "checklist_budget"}
 _CHOICES = {"terminal": NOTIFY_TERMINAL, "webhook_format": WEBHOOK_FORMATS}
 
 

@@ -68,6 +68,9 @@ class LineFormat:
     # For a log that also holds its sub-agents' lines: a line → each sub-agent's share of it
     # (`parse` then gives only the session's own events, `[]` for a sub-agent's line).
     sub_agents: Callable[[dict], list[SubAgentShare]] | None = None
+    # Bytes found in every line that writes the agent's to-do list (TodoWrite, update_plan, …):
+    # start-up looks back for the newest one when the last lines hold none (TaskStore).
+    checklist_marks: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

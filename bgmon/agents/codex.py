@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from bgmon.agents.base import Agent, LineFormat, Scan
-from bgmon.formats.codex import parse
+from bgmon.formats.codex import CHECKLIST_MARKS, parse
 from bgmon.hooks import events as hook_events
 from bgmon.sources.found import Found, TaskSpec, is_dir, mtime, scandir
 
@@ -72,7 +72,7 @@ AGENT = Agent(
     name=NAME,
     label="Codex CLI rollouts",
     discover=discover,
-    formats=(LineFormat("codex", parse, looks_like, head_first=True),
+    formats=(LineFormat("codex", parse, looks_like, head_first=True, checklist_marks=CHECKLIST_MARKS),
              LineFormat(f"{NAME}-hooks", hook_events.parse)),
     home="~/.codex",
     home_env=(("CODEX_HOME", ""),),

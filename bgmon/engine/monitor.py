@@ -70,6 +70,7 @@ class Monitor:
             if record is None or record.spec != spec:
                 record = self.store.adopt(spec)
             self._read(record)
+        self.store.search_checklists()
 
     def on_paths(self, paths: Iterable[str]) -> bool:
         """Read the files named by file events. Returns True if an unknown path was seen
@@ -89,6 +90,7 @@ class Monitor:
             record = self.tasks.get(key)
             if record is not None:
                 self._read(record)
+        self.store.search_checklists()
         return unknown
 
     def _read(self, record: TaskRecord) -> None:

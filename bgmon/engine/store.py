@@ -93,6 +93,7 @@ class TaskRecord:
 
 DRAIN_CHUNKS = 8  # read_chunk-sized reads of one log per pass
 NARROW_LINES = 100  # start-up's first look back; widened to `startup_lines` when not enough
+_CHECKLIST_KINDS = frozenset({EventKind.PROGRESS, EventKind.STEP, EventKind.TASK_ITEM})
 
 
 class TaskStore:
@@ -102,6 +103,8 @@ class TaskStore:
         self.reading = reading
         self.tasks: dict[str, TaskRecord] = {}
         self.by_file: dict[str, str] = {}  # status/log path → task key
+        # Feeds opened with no to-do list in their start-up lines (see search_checklists).
+        self._searches: list[tuple[TaskRecord, LogFeed]] = []
         # Sub-agents whose lines are in their session's log: their task key → the session's.
         # They have no files of their own; they are fed by the session's log and live with it.
         self.fed_by: dict[str, str] = {}
@@ -206,16 +209,53 @@ class TaskStore:
                 self.feed(record, feed, [head])
         # Start-up reads what health needs: the last lines, widened to the full back-scan only
         # when they hold too few results to judge a streak or a failure rate. (A to-do list
-        # older than the window is the detection's bounded search, not a reason to fold more.)
+        # older than the window is the bounded search's, not a reason to fold more.)
         narrow = min(NARROW_LINES, reading.startup_lines)
         lines = reader.prime(reading.startup_bytes, narrow)
         if len(lines) >= narrow and narrow < reading.startup_lines and not self._enough(feed, lines):
             lines = reader.prime(reading.startup_bytes, reading.startup_lines)
         self.feed(record, feed, lines)
+        if reader.window_start > 0 and record.activity.progress is None and not feed.signal:
+            self._searches.append((record, feed))
         if reader.offset == 0 and reader.size:
             self.drain(record, feed)  # a single partial line or a small file: read it now
         record.dirty = True
         return feed
+
+    def search_checklists(self) -> None:
+        """Look back for the newest to-do list of each log opened since the last call whose
+        start-up lines held none. Newest logs first (live sessions are the ones whose progress
+        matters), within `checklist_budget` bytes in all and `checklist_search` per log, so the
+        cost grows neither with log sizes nor, past the budget, with the number of tasks. A log
+        left out shows its progress when its agent next writes the list."""
+        wanting, self._searches = self._searches, []
+        wanting.sort(key=lambda pair: pair[1].reader.mtime or 0.0, reverse=True)
+        left = self.reading.checklist_budget
+        for record, feed in wanting:
+            if left <= 0:
+                break
+            if self.tasks.get(record.spec.key) is record and record.activity.progress is None:
+                left -= self._find_checklist(record, feed, min(left, self.reading.checklist_search))
+
+    def _find_checklist(self, record: TaskRecord, feed: LogFeed, budget: int) -> int:
+        """Read backwards from the start-up window for the first whole list; task board items
+        met on the way are kept too (the board is built from all of them). → bytes read."""
+        fmt = line_format(feed.fmt)
+        if fmt is None or not fmt.checklist_marks or budget <= 0:
+            return 0
+        parse = feed.parser or parser_for(feed.fmt)
+        found: list[Event] = []  # oldest first
+
+        def take(obj: dict) -> bool:
+            events = [ev for ev in parse(obj) or () if ev.kind in _CHECKLIST_KINDS]
+            found[:0] = events
+            return any(ev.kind is EventKind.PROGRESS for ev in events)  # a whole list: done
+
+        spent = feed.reader.search_back(feed.reader.window_start, budget, fmt.checklist_marks, take)
+        if found:
+            record.activity.older_checklist(found)
+            record.dirty = True
+        return spent
 
     @staticmethod
     def _enough(feed: LogFeed, lines: list[dict]) -> bool:

@@ -53,6 +53,10 @@ _BG_OK = {"completed": True, "failed": False, "error": False, "killed": None, "s
 # progress line kinds worth a HEARTBEAT (hook_progress only accompanies calls we already see).
 _HEARTBEAT_KINDS = frozenset({"bash_progress", "agent_progress", "waiting_for_task"})
 _KILLERS = frozenset({"KillBash", "KillShell", "TaskStop"})
+# In every line that writes the to-do list or the task board: TodoWrite and TaskUpdate calls,
+# TaskCreate's result (`toolUseResult.task`), a prompt's `todos` snapshot (≤ 2.0). The
+# start-up's backward search for the newest list tests blocks for these before parsing a line.
+CHECKLIST_MARKS = (b'"TodoWrite"', b'"TaskUpdate"', b'"task":{', b'"todos":[{')
 
 
 def _ts(value: object) -> float | None:

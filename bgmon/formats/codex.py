@@ -34,6 +34,8 @@ _FAIL_PREFIXES = (
 _EXITED = "Process exited with code "
 EXITED_TEXT = EXITED
 _RUNNING = "Process running with session ID "
+# In every line that writes the plan (the start-up's backward search for it tests these first).
+CHECKLIST_MARKS = (b"update_plan",)
 
 
 def _ts(value: object) -> float | None:

@@ -15,7 +15,7 @@ so the cost of showing a task does not grow with the size of its log.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -23,6 +23,7 @@ import orjson
 from bgmon.sources.files import open_regular, read_regular
 
 _BLOCK = 64 << 10
+_SEARCH_BLOCK = 1 << 20  # the backward search's reads: few calls, one substring test each
 _FINGERPRINT = 64  # bytes from the file's start that identify it along with dev/inode
 
 
@@ -66,6 +67,7 @@ class TailReader:
     mtime: float | None = None  # of the file at the last read: the time of its last append
     stats: ReadStats = field(default_factory=ReadStats)
     head_bytes: bytes = b""  # the file's first bytes (up to _FINGERPRINT) when last read
+    window_start: int = 0  # where the lines `prime()` returned begin (the search goes back from it)
     _partial: bytearray = field(default_factory=bytearray)
     _discarding: bool = False  # inside an over-long line: drop bytes until its newline
 
@@ -86,7 +88,7 @@ class TailReader:
             start, data = self._scan_back(fd, end, max_bytes, max_lines)
         except OSError as exc:
             self.stats.error = f"cannot read {self.path}: {exc.strerror or exc}"
-            self.offset = self.size  # nothing to re-read; read() retries from here
+            self.offset = self.window_start = self.size  # nothing to re-read; read() retries here
             return []
         finally:
             os.close(fd)
@@ -96,6 +98,7 @@ class TailReader:
             # unless the window did not reach the file's start (then it is an over-long line).
             self.offset = start if start == 0 else end
             self._discarding = start != 0
+            self.window_start = self.offset
             return []
         complete = data[: last_nl + 1]
         self.offset = start + last_nl + 1
@@ -103,8 +106,49 @@ class TailReader:
         if start > 0:
             first_nl = complete.find(b"\n")
             complete = complete[first_nl + 1 :]
-        lines = complete.split(b"\n")[:-1]
-        return list(self._decode_all(lines[-max_lines:]))
+        lines = complete.split(b"\n")[:-1][-max_lines:]
+        self.window_start = self.offset - sum(len(line) + 1 for line in lines)
+        return list(self._decode_all(lines))
+
+    def search_back(self, end: int, max_bytes: int, marks: tuple[bytes, ...],
+                    found: Callable[[dict], bool]) -> int:
+        """Offer `found` the complete lines before byte `end` (a line start) that contain one of
+        `marks`, decoded, newest first, until it returns True; reading blocks backwards, at most
+        `max_bytes`. Each block is tested for the marks as a whole first, so lines without
+        them are never split out or decoded: the cost is one read and a substring test per MB.
+        Returns the bytes read."""
+        try:
+            fd, _ = open_regular(self.path)
+        except OSError:
+            return 0
+        pos = end
+        try:
+            floor = max(0, end - max_bytes)
+            carry = b""  # the start of the later block, up to its first newline: a line's end
+            while pos > floor:
+                size = min(_SEARCH_BLOCK, pos - floor)
+                pos -= size
+                buf = os.pread(fd, size, pos) + carry
+                if pos > 0:
+                    # The bytes before the first newline belong to a line that starts earlier.
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        carry = buf if len(buf) <= self.line_cap else b""
+                        continue
+                    carry, buf = buf[: nl + 1], buf[nl + 1 :]
+                if not any(mark in buf for mark in marks):
+                    continue
+                for line in reversed(buf.split(b"\n")):
+                    if len(line) > self.line_cap or not any(mark in line for mark in marks):
+                        continue
+                    for obj in self._decode_all([line], count=False):
+                        if found(obj):
+                            return end - pos
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return end - pos
 
     def head(self, max_bytes: int = 64 << 10) -> dict | None:
         """The first line of the file decoded (e.g. Codex session_meta), without moving."""
