@@ -28,6 +28,7 @@ from bgmon.cli import EXIT_OK
 from bgmon.config import Config
 from bgmon.engine import Change, Monitor
 from bgmon.model import Acknowledged
+from bgmon.printable import single_line
 from bgmon.recovery.auto import AutoRecovery
 from bgmon.sources.discover import discover
 from bgmon.sources.watch import WATCHES_LIMIT, DirWatch, Inotify, instances_problem, read_limit
@@ -81,6 +82,7 @@ class LiveEngine:
         self.auto = auto  # rule-based recovery for tasks that opted in (autoRecover: true)
         self.notifier = notifier  # announces badge changes ([notify])
         self.journal_errors = 0
+        self.journal_problem: str | None = None  # why the last journal read or write failed
         self.clock = clock
         self.config: Config = monitor.config
         self._inotify = inotify
@@ -109,16 +111,20 @@ class LiveEngine:
     @property
     def warnings(self) -> list[str]:
         """What a person should know about the watch itself (shown by every live view)."""
+        out = []
         every = f"{self.config.sweep_interval:g} s"
         if self.watch_problem:
-            return [f"{self.watch_problem}; checking every {every} instead"]
-        if self.watch is not None and self.watch.limited:
+            out.append(f"{self.watch_problem}; checking every {every} instead")
+        elif self.watch is not None and self.watch.limited:
             limit = read_limit(WATCHES_LIMIT)
             known = f" of {limit:,}" if limit else ""
-            return [f"{self.watch.limited:,} folder(s) beyond the inotify watch budget "
-                    f"({self.watch.budget:,}{known} per user; raise fs.inotify.max_user_watches): "
-                    f"checking them every {every}"]
-        return []
+            out.append(f"{self.watch.limited:,} folder(s) beyond the inotify watch budget "
+                       f"({self.watch.budget:,}{known} per user; raise fs.inotify.max_user_watches): "
+                       f"checking them every {every}")
+        if self.journal_problem is not None:
+            # Stable text while the same failure repeats (every view re-announces a new one).
+            out.append(single_line(f"badge changes and marks not recorded: {self.journal_problem}"))
+        return out
 
     # -- the loop (event loop side) --------------------------------------------------------
 
@@ -307,8 +313,8 @@ class LiveEngine:
         try:
             self.monitor.set_notes(self.recorder.marks())
             self.monitor.set_acks(self.recorder.acks())
-        except OSError:
-            self.journal_errors += 1
+        except OSError as exc:
+            self._journal_failed(exc)
 
     def _journal(self, changes: list[Change]) -> None:
         """Every badge change goes into the journal; a journal that cannot be written is
@@ -325,8 +331,14 @@ class LiveEngine:
                         # The task changed since a person acknowledged it: spent, so the same
                         # badge coming back later counts (and notifies) again.
                         self.recorder.clear_ack(c.key, c.snapshot.id)
-                except OSError:
-                    self.journal_errors += 1
+                except OSError as exc:
+                    self._journal_failed(exc)
+                else:
+                    self.journal_problem = None  # written again (a disk that had no room has)
+
+    def _journal_failed(self, exc: OSError) -> None:
+        self.journal_errors += 1
+        self.journal_problem = str(exc)
 
 
 def _recorder(config: Config) -> RecoveryService | None:

@@ -248,3 +248,29 @@ def test_in_a_read_only_folder_the_index_in_memory_follows_the_journal(locked_fo
     assert reader.marks() == {"t": "two"}
     assert [r["note"] for r in reader.history()] == ["one", "two"]
     assert not state_path(path).exists()
+
+
+def test_the_live_engine_in_a_read_only_folder_says_its_changes_are_not_recorded(locked_folder):
+    from bgmon.config import Config
+    from bgmon.engine import Monitor
+    from bgmon.live import LiveEngine
+    from bgmon.model import Badge
+    from bgmon.recovery.service import RecoveryService
+
+    root, _ = locked_folder
+    _task(root)
+    _read_only(root)
+    config = Config(roots=(str(root),), sources=("worktrees",), git=False, match_agents=False)
+    seen: list = []
+    engine = LiveEngine(Monitor(config), seen.extend,
+                        recorder=RecoveryService(Journal(config.journal_path()), use_claude=False))
+    engine._step(None, True)
+    assert engine.warnings == [] and engine.journal_errors == 0  # nothing to record yet
+    status = root / ".worktrees" / "build" / "status.json"
+    status.write_text(status.read_text().replace('"running"', '"failed"'))  # in place
+    engine._step(None, True)
+    assert [c.snapshot.health.badge for c in seen if c.kind == "health"] == [Badge.FAILED]
+    assert engine.journal_errors == 1  # the monitor went on
+    (warning,) = engine.warnings
+    assert "not recorded" in warning and str(root / ".agents") in warning
+    assert "\n" not in warning
