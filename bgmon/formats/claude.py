@@ -8,6 +8,7 @@ regexes, no scans of tool output unless the result is an error, and text is only
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from bgmon.clip import clip as clip_text
@@ -414,7 +415,8 @@ def _nothing(obj: dict, ts: float | None, out: list[Event]) -> None:
     return
 
 
-_HANDLERS = {
+# Keyed by the line's `type`, whatever JSON value it holds (a non-string simply has no handler).
+_HANDLERS: dict[object, Callable[[dict, float | None, list[Event]], None]] = {
     "assistant": _assistant,
     "user": _user,
     "system": _system,
