@@ -291,13 +291,15 @@ def print_once(config: Config, as_json: bool, textfile: Path | None = None,
         fleet.start()
     monitor = look_once(config)
     snaps, warnings = monitor.snapshots(), monitor.warnings()
+    by_host = {"": warnings}  # "": this machine
     if fleet is not None:
         remote_snaps, remote_warnings = fleet.look()
         snaps, warnings = snaps + remote_snaps, warnings + remote_warnings
+        by_host.update(fleet.warnings_by_host())
     shown = current(snaps, monitor.clock(), config.age_out)
     ordered = [s for _, rows in arrange(shown) for _, s in rows]
     if textfile is not None:
-        _write_textfile(textfile, config, ordered, warnings)
+        _write_textfile(textfile, config, ordered, by_host)
         if not as_json:
             return EXIT_FAULTS if has_badge(ordered, fail_on) else EXIT_OK
     if as_json:
@@ -309,12 +311,17 @@ def print_once(config: Config, as_json: bool, textfile: Path | None = None,
     return EXIT_FAULTS if has_badge(ordered, fail_on) else EXIT_OK
 
 
-def _write_textfile(path: Path, config: Config, snaps: list, warnings: list[str]) -> None:
+def _write_textfile(path: Path, config: Config, snaps: list,
+                    warnings: dict[str, list[str]]) -> None:
+    """`warnings`: per host ("" for this machine), as the live metrics count them."""
     from bgmon.board import Board
     from bgmon.views.metrics import BoardCollector, write_textfile
 
     board = Board(live=False)
-    board.load(snaps, warnings)
+    board.load(snaps, warnings.get("", []))
+    for host, said in warnings.items():
+        if host:
+            board.set_warnings(said, host=host)
     try:
         write_textfile(path, BoardCollector(board, journal=config.journal_path()))
     except OSError as exc:

@@ -125,11 +125,27 @@ def test_once_groups_tasks_by_host(ws, far, tmp_path, isolated_home):
     assert dead["health"] == "unknown" and "no bgmon here" in dead["reasons"][0]["detail"]
     assert "reconnecting" not in dead["reasons"][0]["detail"]
 
+    assert "dead: not connected: the stream exited with status 1: no bgmon here" in doc["warnings"]
+
     text = subprocess.run(bgmon_cmd(*[a for a in args if a != "--json"]), capture_output=True,
                           env=env_for(isolated_home), timeout=120)
     out = text.stdout.decode()
     assert f"box:{far.root}" in out and "far-broken" in out and "no bgmon here" in out
     assert out.index(str(ws.root)) < out.index(f"box:{far.root}")
+
+    # For cron: the same look as metrics, each host's tasks and warnings under its own label.
+    from tests.test_metrics import samples, value
+
+    prom = tmp_path / "bgmon.prom"
+    done = subprocess.run(bgmon_cmd(*[a for a in args if a != "--json"], "--textfile", str(prom)),
+                          capture_output=True, env=env_for(isolated_home), timeout=120)
+    assert done.returncode == 1 and done.stdout == b"", done.stderr
+    found = samples(prom.read_text())
+    assert value(found, "bgmon_tasks", host="box", badge="failed") == 1
+    assert value(found, "bgmon_tasks", host="box", badge="healthy") == 1
+    assert value(found, "bgmon_tasks", host="dead", badge="unknown") == 1
+    assert value(found, "bgmon_read_warnings", host="dead") == 1
+    assert value(found, "bgmon_read_warnings", host="box") == 0
 
 
 @pytest.mark.parametrize("text, message", [
@@ -284,6 +300,56 @@ def test_follow_says_the_hosts_warnings_labelled(ws, far, isolated_home):
                             timeout=60) is not None
     finally:
         for proc in (text, as_json):
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0 and b"Traceback" not in err, err
+
+
+def test_follow_over_several_hosts_groups_each_hosts_tasks(ws, far, tmp_path, isolated_home):
+    """`--follow --json` and `--follow` over two remote hosts and this machine: every task
+    carries its host and lies in its host's group, and text lines come under their host's
+    heading, as `--once` groups them."""
+    from tests.conftest import Workspace
+
+    dock = Workspace(tmp_path / "dock")
+    dock.root.mkdir()
+    ws.task("local-one")
+    far.task("far-a")
+    far.task("far-b", status="failed", error="exit 3")
+    dock.task("dock-a")
+    args = [*FLAGS, str(ws.root), "--remote", remote_arg("box", far.root),
+            "--remote", remote_arg("dock", dock.root)]
+    want = {"local-one": (None, str(ws.root)), "far-a": ("box", f"box:{far.root}"),
+            "far-b": ("box", f"box:{far.root}"), "dock-a": ("dock", f"dock:{dock.root}")}
+
+    as_json = subprocess.Popen(bgmon_cmd("--follow", "--json", *args), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env_for(isolated_home))
+    text = subprocess.Popen(bgmon_cmd("--follow", *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**env_for(isolated_home), "NO_COLOR": "1"})
+    try:
+        seen: dict[str, tuple] = {}
+        stream = Lines(as_json)
+        while set(seen) != set(want):
+            o = stream.next(timeout=60)
+            assert o is not None, f"only {sorted(seen)} arrived"
+            task = o.get("task")
+            if o.get("event") in ("snapshot", "added") and task and task["name"] in want:
+                seen[task["name"]] = (task["host"], task["group"])
+        assert seen == want
+
+        heading, under = None, {}
+        lines = Lines(text)
+        while set(under) != set(want):
+            raw = lines.raw(timeout=60)
+            assert raw is not None, f"only {sorted(under)} printed"
+            line = raw.decode()
+            if not line.startswith(" "):
+                heading = line
+            elif (name := next((n for n in want if f"] {n} " in line), None)) is not None:
+                under[name] = heading
+        assert under == {name: group for name, (_, group) in want.items()}
+    finally:
+        for proc in (as_json, text):
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
             assert proc.returncode == 0 and b"Traceback" not in err, err

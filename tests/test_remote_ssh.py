@@ -149,6 +149,24 @@ def test_once_and_recovery_through_real_ssh(sshd, tmp_path, isolated_home, monke
     assert not (far.root / "pwned").exists() and not Path("pwned").exists()
     journal = (far.root / ".agents/logs/background_monitoring.jsonl").read_text()
     assert "not now; $(touch pwned) `x`" in journal
+
+    # The same from a shell: `@box/…` names the host's task and proposal ([[remote]] box).
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(bgmon_cmd(*args, "--config", str(config)), capture_output=True,
+                              text=True, env=env, cwd=local, timeout=120)
+
+    made = cli("propose", "@box/far-broken", "--rules", "--json")
+    assert made.returncode == 0, made.stderr
+    again = orjson.loads(made.stdout)
+    assert again["id"] != proposal.id and again["task"] == snap["key"]
+    assert again["effect"][0].startswith("on box: ssh ")
+    dry = cli("approve", f"@box/{again['id']}", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"Approve @box/{again['id']} for task far-broken" in dry.stdout
+    assert "  on box: ssh " in dry.stdout and "(the proposal is pending)" in dry.stdout
+    no = cli("reject", f"@box/{again['id']}", "--reason", "from a shell")
+    assert no.returncode == 0 and no.stdout.startswith("box: "), no.stderr
+    assert "from a shell" in (far.root / ".agents/logs/background_monitoring.jsonl").read_text()
     # The --once link is closed: sshd only closed the stream's pipes, and the far side's
     # `--follow --json` must notice that by itself and exit (it used to run forever).
     wait_for(lambda: not processes_under(far.root, "--follow"), timeout=60,

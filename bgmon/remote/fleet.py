@@ -65,7 +65,11 @@ class Fleet:
     def warnings(self) -> list[str]:
         """Every host's warnings and link problems, each labelled with its host: what the views
         list beside this machine's reading warnings."""
-        return [w for link in self.links for w in link.all_warnings()]
+        return [w for said in self.warnings_by_host().values() for w in said]
+
+    def warnings_by_host(self) -> dict[str, list[str]]:
+        """The same per host (the metrics count them per host)."""
+        return {link.spec.name: link.all_warnings() for link in self.links}
 
 
 def noop(_: list[Change]) -> None:
