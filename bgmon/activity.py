@@ -31,6 +31,10 @@ PROGRESS_KINDS = frozenset({
 # Of those, what shows the task is past a waiting prompt (an error does not answer one).
 _ANSWERS = PROGRESS_KINDS - {EventKind.ERROR, EventKind.API_ERROR}
 SUPERVISOR = "bgmon"
+# Turn ends the harness writes after a turn's last line (Claude's turn_duration and stop hook
+# summary): they close whatever turn is open, and a turn that ended on an API error still
+# ended on it.
+HARNESS_ENDS = frozenset({"turn_duration", "stop_hook_summary"})
 _PENDING_CAP = 256
 _BIG = 1 << 53  # a larger count is junk
 _META = EventKind.META
@@ -254,6 +258,8 @@ class Activity:
         self.loop_count = 0
 
     def _turn_end(self, ev: Event) -> None:
+        if self.turn == "api_error" and ev.text in HARNESS_ENDS:
+            return
         self._turn("ended", ev)
 
     def _turn_aborted(self, ev: Event) -> None:
@@ -304,9 +310,8 @@ class Activity:
             EventKind.PROGRESS, ts=ev.ts, done=sum(1 for st, _ in items if st == "completed"),
             total=len(self.board),
         ))
-        current = next((t for st, t in items if st == "in_progress" and t), None)
-        if current:
-            self.step = current
+        # The in-progress item's title; none in progress now: the old step is over.
+        self.step = next((t for st, t in items if st == "in_progress" and t), None)
 
     def older_checklist(self, events: Iterable[Event]) -> None:
         """To-do list events from before every line folded so far (start-up's backward search

@@ -286,7 +286,7 @@ def _liveness(obs: Observation) -> list[Reason]:
 def waiting_for_person(obs: Observation, now: float, th: Thresholds) -> Reason | None:
     """Blocked on a person: a source said so (a `waiting` event not yet answered), or a
     transcript's last tool call has had no result for `approval_after` while its agent process
-    runs and idles (a permission prompt), or it asked a question."""
+    runs and idles (a permission prompt), or it asked a question (unless its agent is gone)."""
     act = obs.activity
     if act.waiting is not None:
         said = (act.waiting.text or "").strip()
@@ -295,7 +295,7 @@ def waiting_for_person(obs: Observation, now: float, th: Thresholds) -> Reason |
             template += " (for {asked_at})"
         return Reason.judged("waiting.person", template, now, asked_at=act.waiting.ts,
                              reason=said or None)
-    if obs.status is not None or not act.pending or not obs.agent_alive or obs.agent_busy:
+    if obs.status is not None or not act.pending or obs.agent_alive is False or obs.agent_busy:
         return None
     call = act.pending[-1]
     if call.ts is None or call.tool in POLLING_TOOLS or act.turn != "running":
@@ -304,9 +304,11 @@ def waiting_for_person(obs: Observation, now: float, th: Thresholds) -> Reason |
         return None  # something happened since the call (a heartbeat of a running command)
     what = quote(_call_text(call))
     if call.tool in QUESTION_TOOLS:
+        # The question says itself that a person is asked: no process look is needed (replay
+        # and agent matching off have none); only an agent known gone asks nobody.
         return Reason.judged("waiting.question", f"asked the person a question ({what}) {{asked_at}} ago",
                              now, asked_at=call.ts, tool=call.tool)
-    if now - call.ts < th.approval_after:
+    if not obs.agent_alive or now - call.ts < th.approval_after:
         return None
     return Reason.judged(
         "waiting.approval",

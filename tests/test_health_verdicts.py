@@ -154,6 +154,12 @@ def test_a_question_waits_at_once():
     obs = Observation(source="claude", agent_alive=True, activity=_pending("AskUserQuestion", NOW - 2))
     h = assess(obs, NOW, TH)
     assert h.badge is Badge.WAITING and rules(h) == ["waiting.question"]
+    # The question says so itself: it needs no process look (replay, agent matching off)…
+    unknown = Observation(source="claude", agent_alive=None, activity=_pending("AskUserQuestion", NOW - 2))
+    assert rules(assess(unknown, NOW, TH)) == ["waiting.question"]
+    # … but nobody is asked once the agent is gone.
+    gone = Observation(source="claude", agent_alive=False, activity=_pending("AskUserQuestion", NOW - 2))
+    assert assess(gone, NOW, TH).badge is not Badge.WAITING
 
 
 def test_waiting_rolls_up_below_faults():

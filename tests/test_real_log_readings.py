@@ -30,6 +30,22 @@ def test_a_thinking_only_reply_ends_its_turn_by_the_stop_hooks():
     assert kinds(claude.parse(line)) == [EventKind.TURN_END]
 
 
+def test_the_harness_end_after_an_api_error_leaves_the_turn_failed():
+    error = {"type": "assistant", "timestamp": T, "isApiErrorMessage": True, "message": {
+        "model": "<synthetic>", "role": "assistant",
+        "content": [{"type": "text", "text": "API Error: 529 Overloaded"}]}}
+    act = Activity()
+    act.extend(claude.parse({"type": "user", "timestamp": T, "message": {"role": "user", "content": "go"}}))
+    act.extend(claude.parse(error))
+    for subtype in ("turn_duration", "stop_hook_summary"):
+        act.extend(claude.parse({"type": "system", "subtype": subtype, "timestamp": T}))
+    h = assess(Observation(source="claude", agent_alive=False, activity=act.summary()), 1770912200.0, TH)
+    assert h.badge is Badge.FAILED and h.reasons[0].rule == "turn.api_error"
+    act.extend(claude.parse({"type": "user", "timestamp": T, "message": {"role": "user", "content": "again"}}))
+    act.extend(claude.parse({"type": "system", "subtype": "turn_duration", "timestamp": T}))
+    assert act.summary().turn == "ended"  # a new turn's end is its own
+
+
 def test_killbash_ends_the_background_shell():
     act = Activity()
     act.extend(claude.parse({"type": "user", "timestamp": T, "message": {"content": [
@@ -52,6 +68,30 @@ def test_the_step_goes_when_the_newest_todo_list_has_nothing_in_progress():
     assert act.step == "doing 1"
     act.extend(claude.parse(todo("completed", "completed")))
     assert act.step is None and str(act.progress) == "2/2"
+
+
+def test_the_step_goes_when_the_task_board_has_nothing_in_progress():
+    """Claude 2.1.16+: the board's items change one TaskUpdate at a time."""
+    def line(kind, content, **extra):
+        return {"type": kind, "timestamp": T, "message": {"content": content}, **extra}
+
+    def update(task_id, status, form=None):
+        return line("assistant", [{"type": "tool_use", "id": f"u{task_id}{status}", "name": "TaskUpdate",
+                                   "input": {"taskId": task_id, "status": status,
+                                             **({"activeForm": form} if form else {})}}])
+
+    act = Activity()
+    for k in ("1", "2"):
+        act.extend(claude.parse(line("user", [{"type": "tool_result", "tool_use_id": f"c{k}", "content": "ok"}],
+                                     toolUseResult={"task": {"id": k, "subject": f"item {k}"}})))
+    act.extend(claude.parse(update("1", "in_progress", "Doing one")))
+    assert act.step == "Doing one" and str(act.progress) == "0/2"
+    act.extend(claude.parse(update("1", "completed")))
+    assert act.step is None and str(act.progress) == "1/2"  # nothing in progress now
+    act.extend(claude.parse(update("2", "in_progress")))
+    assert act.step == "item 2"
+    act.extend(claude.parse(update("2", "deleted")))
+    assert act.step is None and str(act.progress) == "1/1"
 
 
 def test_codex_approval_requests_are_waiting_until_the_call_runs():

@@ -1,6 +1,6 @@
 """`bgmon replay LOG...`: the rules over recorded logs on the logs' own clock. The fixtures in
-tests/fixtures/replay are small logs modelled on real ones (Claude Code 2.1.39, Codex 0.98,
-bgmon run); each timeline below is what a person watching at the time should have seen."""
+tests/fixtures/replay are small logs modelled on real ones (Claude Code 2.1.39, Codex 0.98 and
+0.121, bgmon run); each timeline below is what a person watching at the time should have seen."""
 
 from __future__ import annotations
 
@@ -47,6 +47,32 @@ def test_codex_stream_retries_struggle_until_the_turn_completes():
         ("unknown", "status.unknown"),
         ("healthy", "active"),
         ("struggling", "struggling.errors"),
+        ("completed", "turn.ended"),
+    ]
+
+
+def test_a_question_waits_for_its_answer_and_an_api_error_fails_the_turn():
+    """Claude Code 2.1.39: AskUserQuestion answered five minutes later; the next turn ends on a
+    529 (the `<synthetic>` API Error message), and the turn_duration line after it is no
+    success: the turn still ended on the error."""
+    r = replay(str(FIXTURES / "claude-question-then-api-error.jsonl"), Thresholds())
+    assert r.skipped == 0
+    assert [(c.health.badge.value, c.health.reasons[0].rule) for c in r.changes] == [
+        ("healthy", "active"),
+        ("waiting", "waiting.question"),
+        ("healthy", "active"),
+        ("failed", "turn.api_error"),
+    ]
+
+
+def test_a_codex_approval_request_waits_until_the_command_runs():
+    """Codex 0.121: exec_approval_request, approved after four minutes; the command fails once
+    (one failed result is no streak), the patch and the rerun pass, the task completes."""
+    assert timeline("codex-approval.jsonl") == [
+        ("unknown", "status.unknown"),
+        ("healthy", "active"),
+        ("waiting", "waiting.person"),
+        ("healthy", "active"),
         ("completed", "turn.ended"),
     ]
 
