@@ -62,9 +62,11 @@ class Observation:
     activity: ActivitySummary = ActivitySummary()
 
 
-# Claude Code's helper sub-agents (context compaction, prompt suggestions) are no workers: their
-# failures are not the session's, so they do not roll up into it.
-HELPER_AGENTS = ("agent-acompact", "agent-aprompt_suggestion", "agent-aside_question")
+# Helper sub-agents are no workers: their failures are not the session's, so they do not roll up
+# into it. Claude Code's (context compaction, prompt suggestions) by file name; Codex's by the
+# kind its rollout gives (engine.snapshot.subagent_name).
+HELPER_AGENTS = ("agent-acompact", "agent-aprompt_suggestion", "agent-aside_question",
+                 "compact sub-agent", "memory_consolidation sub-agent")
 # Tools that ask the person a question by design: pending means waiting for an answer.
 QUESTION_TOOLS = frozenset({"AskUserQuestion", "request_user_input"})
 

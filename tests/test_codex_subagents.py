@@ -176,3 +176,22 @@ def test_the_real_0_80_review_rollout_nests_under_its_session(tmp_path):
     snaps = by_session(m)
     assert snaps[first["id"]].parent == f"codex:{PARENT}"
     assert snaps[PARENT].parent is None
+
+
+def test_a_failed_compaction_sub_agent_does_not_fail_its_session(tmp_path):
+    """Codex's compaction sub-agent is a helper, as Claude's agent-acompact is; a review is work."""
+    home = tmp_path / "codex"
+    day = day_dir(home)
+    parent = (FIXTURE / f"rollout-2026-01-22T10-10-02-{PARENT}.jsonl").read_text()
+    (day / f"rollout-2026-01-22T10-10-02-{PARENT}.jsonl").write_text(parent)
+    review = (FIXTURE / f"rollout-2026-01-22T10-15-23-{REVIEW}.jsonl").read_text().splitlines(True)
+    failed = json.dumps({"timestamp": "2026-01-22T02:15:47.990Z", "type": "event_msg",
+                         "payload": {"type": "error", "message": "stream disconnected before completion"}}) + "\n"
+    for kind, badge in (("compact", "completed"), ("review", "failed")):
+        lines = [review[0].replace('"subagent": "review"', f'"subagent": "{kind}"'), *review[1:], failed]
+        (day / f"rollout-2026-01-22T10-15-23-{REVIEW}.jsonl").write_text("".join(lines))
+        snaps = by_session(collect(codex_config(home, tmp_path)))
+        assert snaps[REVIEW].parent == f"codex:{PARENT}" and snaps[REVIEW].health.badge.value == "failed"
+        assert snaps[PARENT].health.badge.value == badge, (kind, snaps[PARENT].health)
+        if badge == "failed":
+            assert "child review sub-agent is failed" in snaps[PARENT].health.summary

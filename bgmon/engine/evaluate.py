@@ -112,7 +112,8 @@ class Evaluator:
                 del self._members[key]
             self._family = self._families(tasks, self._members)
         family = self._family
-        rolled = RollUp(lambda k: tasks[k].own, lambda k: tasks[k].spec.name, family.children)
+        rolled = RollUp(lambda k: tasks[k].own,
+                        lambda k: snapshot.subagent_name(tasks[k]) or tasks[k].spec.name, family.children)
         # Only the re-assessed tasks and their ancestors (whose roll-up may change).
         todo: Iterable[str] = tasks if reshaped else ancestors(assessed, family.parents)
         changes: list[Change] = []

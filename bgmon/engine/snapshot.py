@@ -30,6 +30,13 @@ def task_id(record: TaskRecord) -> str:
     return value if isinstance(value, str) and value else record.spec.id
 
 
+def subagent_name(record: TaskRecord) -> str | None:
+    """A sub-agent session named by its kind ("review sub-agent"): its place is its parent's,
+    so the place says nothing; also the name its parent's roll-up knows it by."""
+    kind = record.activity.subagent
+    return f"{kind} sub-agent" if record.spec.transcript and kind else None
+
+
 def own_health(record: TaskRecord, health: Health) -> Health | None:
     """The task's own verdict, when its children's roll-up shows something else."""
     return record.own if record.own is not None and record.own != health else None
@@ -41,8 +48,8 @@ def build(record: TaskRecord, health: Health, parent: str | None, note: str | No
     obs_life = last_sign_of_life(record.obs)[0] if record.obs else None
     obs_work = last_progress(record.obs)[0] if record.obs else None
     name = fields.get("name") if isinstance(fields.get("name"), str) else None
-    if name is None and spec.transcript and act.subagent:
-        name = f"{act.subagent} sub-agent"  # its place is its parent's: say what it is instead
+    if name is None:
+        name = subagent_name(record)
     if name is None and spec.transcript and act.cwd and spec.parent is None:
         name = os.path.basename(act.cwd.rstrip("/")) or spec.name
     group = spec.group
