@@ -238,6 +238,18 @@ def stop_tree(proc: psutil.Process, grace: float) -> str:
     return text
 
 
+def _spawn(argv: list[str], cwd: str, stdout: Any, stderr: Any) -> subprocess.Popen:
+    """An approved action's program, started in its own session (so stopping its group reaches
+    all it started, and it outlives bgmon's terminal), with no stdin, no inherited descriptors
+    and bgmon's secrets out of its environment; never through a shell."""
+    try:
+        return subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
+                                stderr=stderr, start_new_session=True, close_fds=True,
+                                env=child_env())
+    except FileNotFoundError:
+        raise ActionError(f"program not found: {argv[0]}") from None
+
+
 def write_pid(status_file: str, pid: int, started: float | None = None) -> bool:
     """Write the new pid into the task's status.json `pid` field, and when it started into
     `startedAt` (else the new process would look like a reused pid: it started after the task),
@@ -461,18 +473,8 @@ class Executor:
             log = os.fdopen(fd, "ab")
             out, output = log, str(path)
         try:
-            child = subprocess.Popen(
-                argv,
-                cwd=a.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
-                start_new_session=True,  # detached: survives bgmon and its terminal
-                close_fds=True,
-                env=child_env(),
-            )
-        except FileNotFoundError:
-            raise ActionError(f"program not found: {a.argv[0]}") from None
+            # detached: its own session survives bgmon and its terminal
+            child = _spawn(argv, a.cwd, out, subprocess.STDOUT if log is not None else out)
         finally:
             if log is not None:
                 log.close()
@@ -483,19 +485,8 @@ class Executor:
     def _run(self, a: Run, effect: str) -> ActionResult:
         if not os.path.isdir(a.cwd):
             raise ActionError(f"directory {a.cwd} does not exist")
-        try:
-            child = subprocess.Popen(
-                list(a.argv),
-                cwd=a.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group, so a timeout kills all it started
-                close_fds=True,
-                env=child_env(),
-            )
-        except FileNotFoundError:
-            raise ActionError(f"program not found: {a.argv[0]}") from None
+        # its own session and group, so a timeout kills all it started
+        child = _spawn(list(a.argv), a.cwd, subprocess.PIPE, subprocess.STDOUT)
         try:
             out, _ = child.communicate(timeout=a.timeout)
         except subprocess.TimeoutExpired:
