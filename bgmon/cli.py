@@ -587,9 +587,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # `bgmon --once | head`: the reader left; that is not an error.
+        # `bgmon --once | head`: the reader left; that is not an error. What is still buffered
+        # goes to /dev/null, so the flush at exit has nowhere to fail (as Python's docs do it).
         try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
             pass
         return EXIT_OK

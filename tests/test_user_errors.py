@@ -91,3 +91,17 @@ def test_the_first_commands_work_on_an_empty_folder(fresh):
     r = run(work, env, "history", "nosuchtask")
     assert r.returncode == 0 and "no records for nosuchtask" in r.stdout, r.stderr
     assert sorted(p.name for p in work.iterdir()) == ["afile", "broken.toml"]
+
+
+@pytest.mark.parametrize("argv", [("--once",), ("--once", "--json"), ("history",)])
+def test_a_reader_that_leaves_early_is_not_an_error(fresh, argv):
+    """`bgmon --once | head -1`: the reader closed the pipe; bgmon exits as it would have (0 here:
+    nothing is at fault), saying nothing, instead of Rich's exit 1 that reads as "a task failed"."""
+    work, env = fresh
+    for _ in range(3):  # the write always finds the pipe closed: the read end is gone first
+        read, write = os.pipe()
+        os.close(read)
+        proc = subprocess.run(bgmon_cmd(*argv), cwd=work, env=env, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+        os.close(write)
+        assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr

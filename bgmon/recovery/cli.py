@@ -202,6 +202,8 @@ def run_command(
     except RemoteFailed as exc:  # the host could not be asked, or said no (its own words)
         print(f"bgmon: {exc}", file=err)
         return EXIT_FAILED
+    except BrokenPipeError:
+        raise  # `bgmon history | head`: the reader left, which is not the journal's fault
     except OSError as exc:  # the journal or bgmon's lock directory cannot be written
         where = f" {exc.filename}" if exc.filename else ""
         print(f"bgmon: cannot use{where}: {exc.strerror or exc}", file=err)

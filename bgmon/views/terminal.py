@@ -39,10 +39,17 @@ class _PrintableHook(RenderHook):
         return [_Printable(r) for r in renderables]
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich exits 1 here, which `--once` means as "a task is at fault": let the command say
+        # what a reader that left early means (bgmon.cli.main).
+        raise BrokenPipeError
+
+
 def console(file: TextIO, **options: Any) -> Console:
     """A Console on `file` that never writes a control character from the text it prints.
     Console markup is off unless asked for: the text is other people's, never markup."""
     options.setdefault("markup", False)
-    con = Console(file=file, **options)
+    con = _Console(file=file, **options)
     con.push_render_hook(_PrintableHook())
     return con
