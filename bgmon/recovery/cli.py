@@ -2,6 +2,8 @@
 
 `run_command(args, target)` takes either the effective `Config` (the live tasks are then found
 with one engine look, only when a command needs them) or a `find_task(ref)` function.
+`propose @HOST/TASK`, `approve @HOST/ID` and `reject @HOST/ID` run on that remote host through
+`RemoteRecovery`, the TUI's own, with the same prompt and output as a local proposal.
 Exit codes: 0 ok, 1 action failed / proposal or task not found / cannot approve, 2 usage.
 """
 
@@ -213,7 +215,7 @@ def run_command(
 def _dispatch(
     command: str,
     args: argparse.Namespace,
-    service: Any,
+    service: Service,
     tasks: LiveTasks,
     out: TextIO,
     err: TextIO,
@@ -226,6 +228,7 @@ def _dispatch(
     if command == "reject":
         outcome = service.reject(args.proposal_id, args.reason, by="cli")
         return _print_outcome(outcome, args.json, out, err)
+    assert isinstance(service, RecoveryService)  # only the three above go to a remote host
     if command == "history":
         return _history(args, service, tasks, out, err)
     report = service.report()
