@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Clock
 from test_recovery_support import FakeAPI, api_error, err, snap, tool_message
 
 from bgmon.model import Badge
@@ -194,20 +195,25 @@ def test_timeout_falls_back_to_rules(api, tmp_path):
     assert p.degraded_reason.startswith("API error: timed out after 0.4s")
 
 
+def advisor_on(clock: Clock) -> tuple[ClaudeAdvisor, CircuitBreaker]:
+    """An advisor whose circuit breaker keeps the test's time (`clock.t += 31`)."""
+    breaker = CircuitBreaker(clock=clock)
+    return ClaudeAdvisor(timeout=5, max_retries=0, breaker=breaker), breaker
+
+
 def test_breaker_opens_and_closes(api, tmp_path):
-    now = [1000.0]
-    breaker = CircuitBreaker(clock=lambda: now[0])
-    advisor = ClaudeAdvisor(timeout=5, max_retries=0, breaker=breaker)
+    clock = Clock(1000.0)
+    advisor, breaker = advisor_on(clock)
     api.always(500, api_error("api_error", "down"))
     for _ in range(5):
         p = advisor.propose(task(tmp_path), CAT)
         assert p.degraded_reason.startswith("API error: 500")
-        now[0] += 1
+        clock.t += 1
     assert breaker.state is BreakerState.OPEN
     p = advisor.propose(task(tmp_path), CAT)
     assert p.source == "rules" and p.degraded_reason.startswith("breaker open")
     assert len(api.requests) == 5  # open: no request was made
-    now[0] += 31  # half-open after 30s
+    clock.t += 31  # half-open after 30s
     assert breaker.state is BreakerState.HALF_OPEN
     api.always(200, tool_message(GOOD))
     for _ in range(3):
@@ -217,13 +223,12 @@ def test_breaker_opens_and_closes(api, tmp_path):
 
 
 def test_failed_trial_reopens_the_breaker(api, tmp_path):
-    now = [0.0]
-    breaker = CircuitBreaker(clock=lambda: now[0])
-    advisor = ClaudeAdvisor(timeout=5, max_retries=0, breaker=breaker)
+    clock = Clock(0.0)
+    advisor, breaker = advisor_on(clock)
     api.always(503, api_error("overloaded_error", "busy"))
     for _ in range(5):
         advisor.propose(task(tmp_path), CAT)
-    now[0] += 30
+    clock.t += 30
     advisor.propose(task(tmp_path), CAT)  # the trial fails
     assert breaker.state is BreakerState.OPEN
 
