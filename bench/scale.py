@@ -33,7 +33,7 @@ TARGET_RSS_MB = 250.0
 TARGET_ONCE_MS = 1.0
 TRIAL_TIMEOUT = 10.0
 
-READER = """
+READER = r"""
 import os, sys, time
 paths = open(sys.argv[1]).read().split("\n")
 while True:
@@ -139,6 +139,8 @@ def measure(n: int, quick: bool, rng: random.Random) -> dict:
             listing.write_text("\n".join(str(d / "logs" / "events.jsonl") for d in dirs))
             reader = subprocess.Popen([sys.executable, "-c", READER, str(listing)], stdin=subprocess.DEVNULL)
             time.sleep(1.0)
+            if reader.poll() is not None:  # a dead reader would make this figure a lie
+                raise RuntimeError(f"the reading process exited with {reader.returncode}")
             log(f"{n:,} tasks: idle, another process reading every log")
             idle_read, rss2 = idle_cpu(proc, window)
             reader.send_signal(signal.SIGTERM)
