@@ -21,8 +21,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bgmon.board import Board
 from bgmon.engine import collect
+from bgmon.recovery.journal import Journal
+from bgmon.recovery.state import state_path
 from bgmon.timefmt import parse_time
-from bgmon.views.metrics import BoardCollector, exposition, parse_address, write_textfile
+from bgmon.views.metrics import (
+    BoardCollector,
+    JournalCounts,
+    exposition,
+    parse_address,
+    write_textfile,
+)
 from tests.conftest import REPO, bgmon_cmd, wait_for, write_json
 from tests.test_follow import Lines
 
@@ -387,3 +395,36 @@ def test_seconds_since_progress_grows_while_only_heartbeats_come(ws, isolated_ho
         follow.communicate(timeout=20)
         err = served.stop()
     assert "Traceback" not in err
+
+
+def test_journal_counts_are_the_state_stores_sums(tmp_path):
+    """Proposals by source and actions by kind and outcome: queries on the state store, equal
+    to counting the journal's records, and growing with what is appended."""
+    journal = tmp_path / "j.jsonl"
+    assert JournalCounts(journal).refresh() == ({}, {})
+    assert not state_path(journal).exists()  # nothing recorded: no database made for it
+    shutil.copy(Path(__file__).parent / "data" / "journal_v1.jsonl", journal)
+
+    def by_hand() -> tuple[dict, dict]:
+        proposals: dict[str, int] = {}
+        actions: dict[tuple[str, str], int] = {}
+        for r in Journal(journal).history():
+            if r.get("kind") == "proposal":
+                source = r["proposal"].get("source")
+                key = source if source in ("claude", "rules") else "other"
+                proposals[key] = proposals.get(key, 0) + 1
+            for a in r.get("results") or () if r.get("kind") == "result" else ():
+                kind = a.get("kind") if a.get("kind") in ("kill", "restart", "signal", "run", "mark") else "other"
+                outcome = "skipped" if a.get("skipped") else ("ok" if a.get("ok") else "failed")
+                actions[(kind, outcome)] = actions.get((kind, outcome), 0) + 1
+        return proposals, actions
+
+    counts = JournalCounts(journal)
+    first = counts.refresh()
+    assert first == by_hand() and sum(first[1].values()) > 0
+    Journal(journal).append({"kind": "result", "task": "t", "proposal": "p_x", "ok": True,
+                             "results": [{"kind": "kill", "ok": True}, {"kind": "odd", "ok": False}]})
+    proposals, actions = counts.refresh()
+    assert actions[("kill", "ok")] == first[1].get(("kill", "ok"), 0) + 1
+    assert actions[("other", "failed")] == first[1].get(("other", "failed"), 0) + 1
+    assert (proposals, actions) == by_hand()

@@ -83,6 +83,51 @@ def test_report_and_history_from_the_cli_after_migration(old_journal):
     assert shown == expected["all"]
 
 
+def test_history_of_a_gone_task_by_name_is_an_indexed_query(tmp_path):
+    """`bgmon history NAME` for a task no longer running: its records by key or id, by their
+    own name, or by the folder its worktree key ends in; asked of the store's indexes (the
+    records are never all read), and `alpha` is not `alphabet`."""
+    root = tmp_path / "ws"
+    journal = root / ".agents" / "logs" / "background_monitoring.jsonl"
+    journal.parent.mkdir(parents=True)
+    lines = [{"kind": "health", "task": "worktree:/w/.worktrees/alpha", "to": "failed"},
+             {"kind": "health", "task": "worktree:/w/.worktrees/alphabet", "to": "failed"},
+             {"kind": "mark", "task": "run:/x/bg_7", "task_id": "bg_7", "name": "alpha", "note": "n"},
+             {"kind": "mark", "task": "claude:s1", "note": "other"},
+             {"kind": "mark", "task": "alpha", "note": "by key"}]
+    lines += [{"kind": "mark", "task": f"worktree:/w/.worktrees/t{i}", "note": "x"} for i in range(50)]
+    journal.write_bytes(b"".join(orjson.dumps({"ts": 1.7e9 + i, **r}) + b"\n" for i, r in enumerate(lines)))
+    done = bgmon("history", "--json", "alpha", "--root", str(root), "--no-claude", "--no-codex",
+                 "--no-git", cwd=root)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert [r["task"] for r in shown] == ["worktree:/w/.worktrees/alpha", "run:/x/bg_7", "alpha"]
+
+    from bgmon.recovery.state import select_records
+    with Journal(journal).index.reading() as conn:
+        for tasks, name in ((["alpha"], "alpha"), (["k1", "k2"], None)):
+            query, args = select_records(tasks, name)
+            plan = " / ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, args))
+            assert "SCAN records" not in plan and "USING INDEX" in plan, plan
+
+
+def test_action_and_proposal_sums_are_added_to_an_older_database(old_journal):
+    """Schema 1 had no sums of actions by kind and outcome (the metrics exporter's): opening
+    it counts them once from the result records indexed so far."""
+    fresh = Journal(old_journal).index.sums("actions")
+    assert sum(fresh.values()) > 0
+    db = state_path(old_journal)
+    conn = sqlite3.connect(db)
+    conn.executescript("DROP INDEX records_name; DELETE FROM counts WHERE name = 'actions';"
+                       "UPDATE meta SET value = 1 WHERE key = 'schema';")
+    conn.close()
+    store = Journal(old_journal).index
+    assert store.sums("actions") == fresh
+    with store.reading() as c:
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == 2
+        assert c.execute("SELECT 1 FROM sqlite_master WHERE name = 'records_name'").fetchone()
+
+
 WRITER = """
 import sys
 from bgmon.recovery.journal import Journal

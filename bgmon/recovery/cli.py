@@ -244,13 +244,16 @@ def _history(
 ) -> int:
     """The journal's records, oldest first; TASK is resolved like every other command's (a key,
     id or name), and a task no longer running is still found by its key, id or directory name."""
-    records = service.history()
     names = tasks.names()
-    if args.task:
-        live = tasks.find(args.task)
-        wanted = {live.key, live.id} if live is not None else {args.task}
-        records = [r for r in records if wanted & {r.get("task"), r.get("task_id")}
-                   or (live is None and record_name(r, names) == args.task)]
+    if not args.task:
+        records = service.history()
+    elif (live := tasks.find(args.task)) is not None:
+        records = service.history({live.key, live.id})
+    else:  # gone: by key or id, or by a name it had (the store narrows it down, this decides)
+        wanted = {args.task}
+        also = {ref for ref, label in names.items() if label.split(" #", 1)[0] == args.task}
+        records = [r for r in service.history(wanted | also, name=args.task)
+                   if wanted & {r.get("task"), r.get("task_id")} or record_name(r, names) == args.task]
     skipped = service.journal.skipped()
     if skipped:
         print(f"bgmon: {skipped} unreadable or malformed line(s) in {service.journal.path} "

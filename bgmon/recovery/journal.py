@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,11 @@ class Journal:
     def records(self) -> list[dict[str, Any]]:
         return self.index.records()
 
-    def history(self, task: str | None = None) -> list[dict[str, Any]]:
-        """All records, oldest first; only one task's (by key or id) when `task` is given."""
-        return self.index.records(task)
+    def history(self, task: str | Collection[str] | None = None,
+                name: str | None = None) -> list[dict[str, Any]]:
+        """All records, oldest first; only those of `task` (a key or id, or several) when
+        given, and with `name` those that may be a task's of that name (see StateStore.records)."""
+        return self.index.records(task, name)
 
     # --- proposals -----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ the TUI and a shell) runs them once; the second approval is a no-op that says wh
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -363,8 +363,9 @@ class RecoveryService:
             patterns,
         )
 
-    def history(self, task: str | None = None) -> list[dict[str, Any]]:
-        return self.journal.history(task)
+    def history(self, task: str | Collection[str] | None = None,
+                name: str | None = None) -> list[dict[str, Any]]:
+        return self.journal.history(task, name)
 
     def report(self) -> dict[str, Any]:
         return self.journal.report()

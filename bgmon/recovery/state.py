@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from bgmon.recovery.records import (
 )
 from bgmon.timefmt import parse_time
 
-SCHEMA = 1
+SCHEMA = 2  # 2: records by their own `name`, sums of actions by kind and outcome
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another's lock before giving up with a message
 CHUNK = 4 << 20  # journal bytes read at a time while catching up (bounds memory on migration)
 LINE_CAP = 16 << 20  # a "line" longer than this is junk: skipped, counted
@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY, kind TEXT, task TEXT, task_id TEXT, ts REAL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS records_task ON records (task, kind);
 CREATE INDEX IF NOT EXISTS records_task_id ON records (task_id);
+CREATE INDEX IF NOT EXISTS records_name ON records (json_extract(body, '$.name'));
 CREATE TABLE IF NOT EXISTS proposals (
     id TEXT PRIMARY KEY, task TEXT, seq INTEGER NOT NULL, state TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS proposals_task ON proposals (task, state);
@@ -246,10 +247,33 @@ class StateStore:
                     f"(schema {version[0]}); upgrade bgmon or move the file aside"
                 )
             if version is not None:
+                if version[0] < SCHEMA:
+                    self._upgrade(conn)
                 return
         if self._retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]) != "wal":
             raise JournalUnreadable(f"the state database {self.path} cannot use WAL mode")
         _create_tables(conn)
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Schema 1 → 2, once, in one write transaction (a second process finds it done): the
+        index of records by name, and the action sums counted from the result records so far."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] < SCHEMA:
+                for statement in _TABLES.split(";"):  # (executescript would commit first)
+                    if statement.strip():
+                        conn.execute(statement)  # each IF NOT EXISTS: adds what is new
+                sums: Counter[str] = Counter()
+                for (body,) in conn.execute("SELECT body FROM records WHERE kind = 'result'"):
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        sums.update(action_sums(orjson.loads(body)))
+                conn.executemany("INSERT INTO counts VALUES ('actions', ?, ?) ON CONFLICT (name, key) "
+                                 "DO UPDATE SET n = n + excluded.n", sums.items())
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA,))
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
 
     def _retry_busy(self, step: Callable[[], Any]) -> Any:
         """`step()`, tried again while another process holds the lock, up to the busy timeout
@@ -415,15 +439,19 @@ class StateStore:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         return int(meta.get("bad_lines") or 0), int(meta.get("bad_records") or 0)
 
-    def records(self, task: str | None = None) -> list[dict[str, Any]]:
-        """Every record, oldest first; only one task's (by key or id) when `task` is given."""
+    def records(self, tasks: str | Collection[str] | None = None,
+                name: str | None = None) -> list[dict[str, Any]]:
+        """Every record, oldest first; given `tasks` (keys or ids), only theirs; given `name`
+        as well, also the records that name themselves so or whose worktree key holds it (a
+        superset of `bgmon history NAME`'s: the caller applies the exact rule)."""
+        query, args = select_records(tasks, name)
         with self.reading() as conn:
-            if task is None:
-                rows = conn.execute("SELECT body FROM records ORDER BY seq")
-            else:
-                rows = conn.execute(
-                    "SELECT body FROM records WHERE task = ?1 OR task_id = ?1 ORDER BY seq", (task,))
-            return [orjson.loads(body) for (body,) in rows]
+            return [orjson.loads(body) for (body,) in conn.execute(query, args)]
+
+    def sums(self, name: str) -> dict[str, int]:
+        """One family of the running sums (e.g. "actions": `KIND/OUTCOME` → how many)."""
+        with self.reading() as conn:
+            return dict(conn.execute("SELECT key, n FROM counts WHERE name = ?", (name,)).fetchall())
 
     def proposal_record(self, pid: str) -> dict[str, Any] | None:
         """The first record that holds proposal `pid`."""
@@ -569,6 +597,30 @@ def _denied(exc: BaseException, text: str) -> bool:
     if isinstance(exc, OSError):
         return exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
     return "readonly" in text or "read-only" in text or "unable to open database" in text
+
+
+def select_records(tasks: str | Collection[str] | None, name: str | None) -> tuple[str, list[str]]:
+    """The query behind `StateStore.records`: index lookups by key, id and own name; the
+    worktree-key test reads only the task index's worktree range."""
+    if tasks is None and name is None:
+        return "SELECT body FROM records ORDER BY seq", []
+    refs = [tasks] if isinstance(tasks, str) else list(tasks or ())
+    marks = ", ".join("?" * len(refs))
+    query = f"SELECT body FROM records WHERE task IN ({marks}) OR task_id IN ({marks})"
+    args = refs + refs
+    if name is not None:
+        query += (" OR json_extract(body, '$.name') = ? OR (task >= 'worktree:' AND "
+                  "task < 'worktree;' AND instr(task, ?) > 0)")
+        args += [name, name]
+    return query + " ORDER BY seq", args
+
+
+def action_sums(r: dict) -> Iterator[str]:
+    """`KIND/OUTCOME` (ok, failed or skipped) of each action of a result record."""
+    for a in action_results(r):
+        kind = a.get("kind")
+        outcome = "skipped" if a.get("skipped") else ("ok" if a.get("ok") else "failed")
+        yield f"{kind if isinstance(kind, str) else ''}/{outcome}"
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -728,6 +780,8 @@ class _Ingest:
                               (decision, r["proposal"], PENDING))
 
     def _result(self, r: dict, task: str | None, ts: float | None) -> None:
+        for key in action_sums(r):
+            self.counts["actions", key] += 1
         restarts = 0
         for a in action_results(r):
             restarts += a.get("kind") == "restart" and bool(a.get("ok"))

@@ -5,14 +5,12 @@ state, so a scrape renders it, and a task that is gone is simply not rendered (n
 to remember to delete). Cardinality: one `bgmon_task_*` series per task the engine still shows,
 and tasks leave with `--since` (transcripts) or when their files go.
 
-Counts of proposals and actions come from the recovery journal, read incrementally, so a
+Counts of proposals and actions are the recovery state store's sums of the journal, so a
 proposal made in the TUI or by `bgmon propose` counts the same.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +25,7 @@ from bgmon.atomic import write_atomic
 from bgmon.board import Board
 from bgmon.clip import clip
 from bgmon.model import Badge
-from bgmon.sources.tail import TailReader
+from bgmon.recovery.state import JournalUnreadable, StateStore
 from bgmon.views.jsonout import local_host
 
 LABEL_CAP = 200  # a label value longer than this is cut (names and paths are other people's text)
@@ -41,42 +39,31 @@ def _label(value: object) -> str:
 
 
 class JournalCounts:
-    """Proposals by source and actions by kind and outcome, from the journal's records.
-
-    Read from the journal's start the first time, then only what was appended: the totals are
-    those of the journal, so they survive a restart of the exporter."""
+    """Proposals by source and actions by kind and outcome: running sums the state store keeps
+    of the journal (bgmon.recovery.state), so a scrape asks two small questions instead of
+    reading the journal, and the totals, those of the whole journal, survive a restart."""
 
     def __init__(self, path: Path) -> None:
-        self.reader = TailReader(str(path))
-        self.proposals: Counter[str] = Counter()
-        self.actions: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
+        self.path = path
+        self._store: StateStore | None = None
 
     def refresh(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
-        with self._lock:
-            if os.path.exists(self.reader.path):
-                for _ in range(64):  # bounded per scrape; a huge journal is finished later
-                    for record in self.reader.read_iter():
-                        self._count(record)
-                    if not self.reader.behind:
-                        break
-            return dict(self.proposals), dict(self.actions)
-
-    def _count(self, record: dict) -> None:
-        kind = record.get("kind")
-        if kind == "proposal":
-            proposal = record.get("proposal")
-            source = proposal.get("source") if isinstance(proposal, dict) else None
-            self.proposals[source if source in PROPOSAL_SOURCES else "other"] += 1
-        elif kind == "result":
-            results = record.get("results")
-            for r in results if isinstance(results, list) else ():
-                if not isinstance(r, dict):
-                    continue
-                kind_ = r.get("kind")
-                action = kind_ if isinstance(kind_, str) and kind_ in ACTION_KINDS else "other"
-                outcome = "skipped" if r.get("skipped") else ("ok" if r.get("ok") else "failed")
-                self.actions[(action, outcome)] += 1
+        if not self.path.exists():  # nothing recorded yet (and no database made for that)
+            return {}, {}
+        if self._store is None:
+            self._store = StateStore(self.path)
+        try:
+            by_source, by_action = self._store.sums("proposals"), self._store.sums("actions")
+        except JournalUnreadable:
+            return {}, {}  # the same problem is reported where the journal is used
+        proposals: Counter[str] = Counter()
+        for source, n in by_source.items():
+            proposals[source if source in PROPOSAL_SOURCES else "other"] += n
+        actions: Counter[tuple[str, str]] = Counter()
+        for key, n in by_action.items():
+            kind, _, outcome = key.rpartition("/")
+            actions[(kind if kind in ACTION_KINDS else "other", outcome)] += n
+        return dict(proposals), dict(actions)
 
 
 class BoardCollector(Collector):
