@@ -31,7 +31,15 @@ from bgmon.model import Acknowledged
 from bgmon.printable import single_line
 from bgmon.recovery.auto import AutoRecovery
 from bgmon.sources.discover import discover
-from bgmon.sources.watch import WATCHES_LIMIT, DirWatch, Inotify, instances_problem, read_limit
+from bgmon.sources.watch import (
+    WATCHES_LIMIT,
+    DirWatch,
+    FilesWatch,
+    Inotify,
+    instances_problem,
+    open_watch,
+    read_limit,
+)
 
 if TYPE_CHECKING:
     from bgmon.notify.notifier import Notifier
@@ -86,7 +94,7 @@ class LiveEngine:
         self.clock = clock
         self.config: Config = monitor.config
         self._inotify = inotify
-        self.watch: DirWatch | None = None
+        self.watch: DirWatch | FilesWatch | None = None
         self.watch_problem: str | None = None  # why nothing is watched (then all is swept)
         self._next_sweep = 0.0
         self._next_procs = 0.0
@@ -150,8 +158,8 @@ class LiveEngine:
 
     def _open_watch(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            self.watch = DirWatch((self._inotify or Inotify)())
-            loop.add_reader(self.watch.inotify.fileno(), self._on_events)
+            self.watch = DirWatch(self._inotify()) if self._inotify else open_watch()
+            loop.add_reader(self.watch.fileno(), self._on_events)
         except OSError as exc:
             self._lose_watch(loop, instances_problem(exc))
 
@@ -165,8 +173,8 @@ class LiveEngine:
     def _close_watch(self, loop: asyncio.AbstractEventLoop) -> None:
         watch, self.watch = self.watch, None
         if watch is not None:
-            if watch.inotify.fileno() >= 0:
-                loop.remove_reader(watch.inotify.fileno())
+            if watch.fileno() >= 0:
+                loop.remove_reader(watch.fileno())
             watch.close()
 
     def _on_events(self) -> None:

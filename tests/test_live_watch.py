@@ -238,3 +238,51 @@ def test_folders_beyond_the_watch_budget_are_polled_not_swept(ws):
         assert snap.health.badge.value == "struggling"
     finally:
         engine.watch.close()
+
+
+def test_the_watchfiles_backend_sees_changes_where_inotify_is_not(ws, isolated_home, tmp_path,
+                                                                  monkeypatch):
+    """macOS and the BSDs have no inotify: bgmon watches through watchfiles there (the same
+    interface). Forced here with BGMON_WATCH=watchfiles, the sweep an hour away: a failing log
+    and a new task directory are seen through its events alone."""
+    pytest.importorskip("watchfiles")
+    monkeypatch.setenv("BGMON_WATCH", "watchfiles")
+    ws.task("steady", name="steady")
+    ws.task("worker", name="worker")
+    proc = _start(ws, isolated_home, _config(tmp_path, sweep_interval=HOUR))
+    lines = Lines(proc)
+    try:
+        tasks = _snapshots(lines, 2)
+        time.sleep(0.5)  # the first pass's watch is (re)started over the task folders
+        _fail(ws, "worker")
+        assert not _struggling(lines, {tasks["worker"]["key"]}), "change not seen through watchfiles"
+        ws.task("newcomer", name="newcomer")
+        added = lines.until(lambda o: o.get("event") == "added", timeout=60)
+        assert added is not None and added["task"]["name"] == "newcomer"
+        time.sleep(0.5)
+        _fail(ws, "newcomer")
+        assert not _struggling(lines, {added["task"]["key"]}), "a new task's folder is not watched"
+    finally:
+        err = _stop(proc)
+    assert proc.returncode == 0 and b"Traceback" not in err, err
+    assert b"cannot watch" not in err, err
+
+
+def test_a_missing_watchfiles_is_one_warning_and_bgmon_sweeps(monkeypatch):
+    """Where neither inotify nor watchfiles can be had, the engine is told why (and sweeps)."""
+    import builtins
+
+    from bgmon.sources.watch import instances_problem, open_watch
+
+    real_import = builtins.__import__
+
+    def no_watchfiles(name, *args, **kwargs):
+        if name == "watchfiles":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setenv("BGMON_WATCH", "watchfiles")
+    monkeypatch.setattr(builtins, "__import__", no_watchfiles)
+    with pytest.raises(OSError) as caught:
+        open_watch()
+    assert instances_problem(caught.value) == "cannot watch files: watchfiles is not installed"

@@ -17,7 +17,10 @@ import ctypes.util
 import errno
 import os
 import struct
+import sys
 import threading
+
+from bgmon.sources.watch_files import FilesWatch, WatchUnavailable
 
 IN_MODIFY = 0x2
 IN_ATTRIB = 0x4
@@ -121,9 +124,22 @@ def instances_problem(exc: OSError) -> str:
         known = f" ({limit})" if limit is not None else ""
         return (f"cannot watch files: the per-user inotify instance limit{known} is reached "
                 "(raise fs.inotify.max_user_instances)")
+    if isinstance(exc, WatchUnavailable):
+        return f"cannot watch files: {exc.strerror or exc}"
     if exc.errno == errno.ENOSYS:
         return "cannot watch files: inotify is not available on this system"
     return f"cannot watch files: inotify: {exc.strerror or exc}"
+
+
+def open_watch() -> DirWatch | FilesWatch:
+    """This system's directory watch: inotify on Linux, watchfiles elsewhere (FSEvents, kqueue).
+    `BGMON_WATCH=inotify|watchfiles` picks one (tests run the watchfiles one on Linux).
+    OSError when none can be had (then the engine sweeps)."""
+    backend = os.environ.get("BGMON_WATCH") or ("inotify" if sys.platform.startswith("linux")
+                                                 else "watchfiles")
+    if backend == "watchfiles":
+        return FilesWatch()
+    return DirWatch(Inotify())
 
 
 class DirWatch:
@@ -148,6 +164,10 @@ class DirWatch:
 
     def __len__(self) -> int:
         return len(self._dirs)
+
+    def fileno(self) -> int:
+        """Readable when events wait (the event loop's reader)."""
+        return self.inotify.fileno()
 
     def sync(self, wanted: set[str]) -> set[str]:
         """Watch exactly `wanted` (as far as possible); returns the directories newly watched."""
