@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,7 +31,7 @@ from bgmon.engine import Change, Monitor
 from bgmon.model import Acknowledged
 from bgmon.printable import single_line
 from bgmon.recovery.auto import AutoRecovery
-from bgmon.sources.discover import discover
+from bgmon.sources.discover import Found, discover
 from bgmon.sources.watch import (
     WATCHES_LIMIT,
     DirWatch,
@@ -53,6 +54,9 @@ RESYNC = 1.0  # after reads without a sweep, re-check the set of directories at 
 # SWEEP_STRETCH_MAX seconds). With 1,000 tasks a sweep costs ~30 ms of CPU: every ~15 s.
 SWEEP_SHARE = 0.002
 SWEEP_STRETCH_MAX = 60.0
+# A safety sweep while the watch works reads this long per pass (seconds), then lets the pass go
+# on: at 10,000 tasks a whole sweep held a pass (and any append waiting on it) for 0.1-1 s.
+SWEEP_SLICE = 0.02
 # Process looks likewise: at most this share of a core, so with a thousand live pids a look
 # comes every few seconds rather than every `proc_interval` (never rarer than the maximum).
 PROC_SHARE = 0.01
@@ -108,6 +112,7 @@ class LiveEngine:
         self._polled: dict[str, int | None] = {}  # unwatched directory → its mtime (ns)
         self._files_in: dict[str, list[str]] = {}  # directory → the task files in it
         self._announced: list[str] = []
+        self._sweeping: _Sweep | None = None  # a safety sweep spread over passes
         self.batches = 0  # file-event batches handled (for tests and benches)
 
     def stop(self) -> None:
@@ -135,6 +140,38 @@ class LiveEngine:
         return out
 
     # -- the loop (event loop side) --------------------------------------------------------
+
+    # -- the safety sweep, spread over passes ----------------------------------------------
+
+    def _spread_sweep(self, now: float) -> tuple[bool, bool]:
+        """The safety sweep while the watch works, without holding up a pass: discovery runs
+        in a thread of its own, then each pass reads the files of some tasks (SWEEP_SLICE of
+        time), so an append is judged within a pass however many tasks there are. Returns
+        (tasks were adopted, the sweep is done)."""
+        if self._sweeping is None:
+            if now < self._next_sweep:
+                return False, False
+            self._sweeping = _Sweep(self.monitor)
+        sweep = self._sweeping
+        adopted = sweep.take_found(self.monitor)
+        if adopted is None:
+            return False, False  # still discovering
+        sweep.read_slice(self.monitor)
+        if sweep.left:
+            return adopted, False
+        self._sweeping = None
+        if sweep.failed:
+            self._rescan = True  # discovery raised: a plain sweep next pass (it reports it)
+            return adopted, False
+        self.sweeps.add(sweep.wall)
+        self._schedule_sweep(now, sweep.cpu)
+        return adopted, True
+
+    def _stop_spread(self) -> None:
+        """A full sweep replaces the one spread over passes (no two discoveries at once)."""
+        sweep, self._sweeping = self._sweeping, None
+        if sweep is not None:
+            sweep.wait()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -189,7 +226,8 @@ class LiveEngine:
 
     def _more(self) -> bool:
         """Work that must not wait for the next tick."""
-        return self._rescan or self._overflow or bool(self._behind)
+        return self._rescan or self._overflow or bool(self._behind) or (
+            self._sweeping is not None and bool(self._sweeping.left))
 
     def _take(self) -> set[str]:
         paths: set[str] = set()
@@ -209,7 +247,8 @@ class LiveEngine:
             # Arm before the first read: whatever is written after a file is read is an event.
             found = discover(self.config, monitor.clock())
             self._sync(found.watch)
-        sweep = first or now >= self._next_sweep or self._overflow or self._rescan
+        # With a watch, the sweep due by the clock is a safety net: spread over passes (below).
+        sweep = first or self._overflow or self._rescan or (self.watch is None and now >= self._next_sweep)
         self._overflow = self._rescan = False
         read = bool(paths)
         everything = False  # were files read beyond `paths`?
@@ -221,7 +260,13 @@ class LiveEngine:
             read = everything = True
             self._next_poll = now + self.config.sweep_interval
         if sweep:
+            self._stop_spread()
             self._sweep(now)
+        elif self.watch is not None:
+            # New tasks' folders are to be watched at once, as after a sweep.
+            sweep, done = self._spread_sweep(now)
+            read |= done
+            everything |= done
         read |= sweep
         if read:
             self._behind = self._behind_logs(None if sweep or everything else paths)
@@ -256,11 +301,13 @@ class LiveEngine:
         cpu, wall = time.thread_time(), time.perf_counter()
         self.monitor.sweep()
         self.sweeps.add(time.perf_counter() - wall)
+        self._schedule_sweep(now, time.thread_time() - cpu)
+
+    def _schedule_sweep(self, now: float, cost: float) -> None:
         interval = self.config.sweep_interval
         if self.watch is not None:
             # Watched folders report their changes and unwatched ones are polled: the full
             # sweep only catches what the kernel dropped, so it may be rarer.
-            cost = time.thread_time() - cpu
             interval = min(max(interval, cost / SWEEP_SHARE), max(interval, SWEEP_STRETCH_MAX))
         self._next_sweep = now + interval
 
@@ -347,6 +394,54 @@ class LiveEngine:
     def _journal_failed(self, exc: OSError) -> None:
         self.journal_errors += 1
         self.journal_problem = str(exc)
+
+
+class _Sweep:
+    """One safety sweep spread over passes: discovery in a thread, then reads by slices."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.found: Found | None = None
+        self.failed = False
+        self.left: deque[str] = deque()
+        self.cpu = 0.0  # seconds of CPU (discovery's thread and the passes' slices)
+        self.wall = 0.0  # seconds of work, for the sweep statistics
+        self._thread = threading.Thread(target=self._discover, args=(monitor,),
+                                        name="bgmon-sweep", daemon=True)
+        self._thread.start()
+
+    def _discover(self, monitor: Monitor) -> None:
+        cpu, wall = time.thread_time(), time.perf_counter()
+        try:
+            self.found = monitor.discover()
+        except Exception:
+            self.failed = True
+        self.cpu += time.thread_time() - cpu
+        self.wall += time.perf_counter() - wall
+
+    def take_found(self, monitor: Monitor) -> bool | None:
+        """None while discovering; then, once, adopt what was found (True: adopted now)."""
+        if self._thread.is_alive():
+            return None
+        if self.found is None:
+            return False
+        cpu, wall = time.thread_time(), time.perf_counter()
+        self.left = deque(monitor.adopt(self.found))
+        self.found = None
+        self.cpu += time.thread_time() - cpu
+        self.wall += time.perf_counter() - wall
+        return True
+
+    def read_slice(self, monitor: Monitor) -> None:
+        cpu, start = time.thread_time(), time.perf_counter()
+        end = start + SWEEP_SLICE
+        left = self.left
+        while left and time.perf_counter() < end:
+            monitor.read(left.popleft())
+        self.cpu += time.thread_time() - cpu
+        self.wall += time.perf_counter() - start
+
+    def wait(self) -> None:
+        self._thread.join()
 
 
 def _recorder(config: Config) -> RecoveryService | None:

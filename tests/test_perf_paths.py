@@ -11,7 +11,7 @@ from bgmon.live import SWEEP_SHARE, LiveEngine
 from bgmon.model import Badge
 from bgmon.sources.tail import TailReader
 from bgmon.sources.watch import DirWatch, Inotify
-from tests.conftest import Clock
+from tests.conftest import Clock, wait_for
 
 
 def test_read_iter_settles_the_reader_at_once_and_decodes_as_iterated(tmp_path):
@@ -185,3 +185,51 @@ def test_start_up_widens_when_the_last_lines_cannot_judge(ws):
     monitor.evaluate()
     snap = monitor.snapshots()[0]
     assert snap.health.badge.value == "struggling" and str(snap.progress) == "1/4"
+
+
+def test_the_safety_sweep_is_spread_over_passes_and_an_append_is_judged_meanwhile(ws):
+    """Issue 11: at 10,000 tasks the safety sweep held a pass for 0.1–1 s, and an append that
+    came then waited for it. With a watch, the sweep due by the clock discovers in a thread and
+    reads a slice of tasks each pass: a pass never waits for all of them, and a task's new
+    lines are judged in the pass after they come, sweep or not."""
+
+    class SlowReads(Monitor):
+        reads = 0
+
+        def read(self, key: str) -> None:
+            SlowReads.reads += 1
+            time.sleep(0.005)  # 60 tasks: 0.3 s in all, far more than one slice
+            super().read(key)
+
+    for i in range(60):
+        ws.task(f"t{i:02d}", name=f"t{i:02d}")
+    monitor = SlowReads(ws.config())
+    clock = Clock(100.0)
+    changes: list = []
+    engine = LiveEngine(monitor, changes.extend, clock=clock)
+    engine.watch = DirWatch(Inotify())
+    try:
+        engine._step(None, True)  # the first pass sweeps in full, at once
+        clock.t = engine._next_sweep  # the safety sweep is due
+        SlowReads.reads = 0
+        engine._step(set(), False)
+        assert engine._sweeping is not None  # started: discovery in its thread
+        assert wait_for(lambda: not engine._sweeping._thread.is_alive(), 30)
+        engine._step(set(), False)  # adopts what was found, reads one slice
+        assert 0 < SlowReads.reads < 60 and engine._more(), "one pass read every task"
+        ws.fail("t07", 3)
+        path = str(ws.root / ".worktrees" / "t07" / "logs" / "events.jsonl")
+        changes.clear()
+        engine._step({path}, False)
+        assert any(c.snapshot is not None and c.snapshot.name == "t07"
+                   and c.snapshot.health.badge is Badge.STRUGGLING
+                   for c in changes), "an append waited for the sweep"
+        for _ in range(200):
+            if engine._sweeping is None:
+                break
+            engine._step(set(), False)
+        assert engine._sweeping is None and SlowReads.reads >= 60
+        assert engine._next_sweep > clock.t  # done: the next one is scheduled
+        assert not engine._more()
+    finally:
+        engine.watch.close()

@@ -57,10 +57,20 @@ class Monitor:
 
     def sweep(self) -> None:
         """Discover tasks (added/removed) and read whatever changed in every task's files."""
-        now = self.clock()
-        self.found = discover(self.config, now, self._git)
-        current = {spec.key: spec for spec in self.found.specs}
-        keep = tuple(self.found.keep)
+        for key in self.adopt(self.discover()):
+            self.read(key)
+
+    def discover(self) -> Found:
+        """The tasks on disk now. Changes nothing here: the live engine runs it in a thread
+        of its own (one at a time) while passes go on, then hands the result to `adopt`."""
+        return discover(self.config, self.clock(), self._git)
+
+    def adopt(self, found: Found) -> list[str]:
+        """Take a discovery: forget the tasks gone, adopt the new and changed ones; → the keys
+        of every current task, for the caller to `read` (all at once, or some each pass)."""
+        self.found = found
+        current = {spec.key: spec for spec in found.specs}
+        keep = tuple(found.keep)
         for key in list(self.tasks):
             # Sub-agents fed by their session's log go when their session does.
             if key not in current and not key.startswith(keep) and key not in self.store.fed_by:
@@ -68,7 +78,13 @@ class Monitor:
         for key, spec in current.items():
             record = self.tasks.get(key)
             if record is None or record.spec != spec:
-                record = self.store.adopt(spec)
+                self.store.adopt(spec)
+        return list(current)
+
+    def read(self, key: str) -> None:
+        """Read whatever changed in one task's files (if it is still a task)."""
+        record = self.tasks.get(key)
+        if record is not None:
             self._read(record)
         self.store.search_checklists()
 
