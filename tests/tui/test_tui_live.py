@@ -113,12 +113,13 @@ async def test_without_inotify_the_app_says_so_and_keeps_following(home, monkeyp
     the reading warnings say so, and changes still arrive."""
     import errno
 
-    import bgmon.live
+    import bgmon.sources.watch
 
     def exhausted():
         raise OSError(errno.EMFILE, "inotify_init1: Too many open files")
 
-    monkeypatch.setattr(bgmon.live, "Inotify", exhausted)
+    monkeypatch.delenv("BGMON_WATCH", raising=False)  # the system's own watch: inotify here
+    monkeypatch.setattr(bgmon.sources.watch, "Inotify", exhausted)
     task = write_task(home, "worker", events=[{"type": "step", "text": "compiling"}])
     app = BgmonApp(config_for(home, sweep_interval=0.3))
     async with app.run_test(size=SIZE) as pilot:
