@@ -136,6 +136,7 @@ class StateStore:
         self._seen: tuple[int, int, int] | None = None  # the journal's (ino, size, mtime) when caught up
         self.torn_tail = False  # the journal ends in a line without its newline
         self._marks: tuple[tuple[int, int, int] | None, dict[str, str]] | None = None
+        self._acks: dict[str, Ack] = {}
         self._lock = threading.RLock()
         self._held = _Held()
         self._background: threading.Thread | None = None
@@ -531,9 +532,14 @@ class StateStore:
             self._background_error = exc
 
     def acks(self) -> dict[str, Ack]:
+        """Asked every second by the live engine too: like `marks`, never held up by a big
+        journal being indexed in the background (the acks known so far meanwhile)."""
+        if self._indexing_in_background(self._journal_key()):
+            return dict(self._acks)
         with self.reading() as conn:
             rows = conn.execute("SELECT task, badge, note, at FROM acks ORDER BY seq").fetchall()
-        return {task: Ack(task, badge, note, at) for task, badge, note, at in rows}
+        self._acks = {task: Ack(task, badge, note, at) for task, badge, note, at in rows}
+        return dict(self._acks)
 
     def report(self) -> dict[str, Any]:
         """The running sums behind `bgmon report` (see `Journal.report`)."""
