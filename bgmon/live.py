@@ -164,6 +164,7 @@ class LiveEngine:
         if sweep.failed:
             self._rescan = True  # discovery raised: a plain sweep next pass (it reports it)
             return adopted, False
+        self.monitor.swept()
         self.sweeps.add(sweep.wall)
         self._schedule_sweep(now, sweep.cpu)
         return adopted, True

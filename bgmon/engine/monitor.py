@@ -59,6 +59,12 @@ class Monitor:
         """Discover tasks (added/removed) and read whatever changed in every task's files."""
         for key in self.adopt(self.discover()):
             self.read(key)
+        self.swept()
+
+    def swept(self) -> None:
+        """Once every task was read (a sweep, at once or spread over passes): what needs them
+        all, the bounded search for to-do lists (newest logs first)."""
+        self.store.search_checklists()
 
     def discover(self) -> Found:
         """The tasks on disk now. Changes nothing here: the live engine runs it in a thread
@@ -86,7 +92,6 @@ class Monitor:
         record = self.tasks.get(key)
         if record is not None:
             self._read(record)
-        self.store.search_checklists()
 
     def on_paths(self, paths: Iterable[str]) -> bool:
         """Read the files named by file events. Returns True if an unknown path was seen
