@@ -35,7 +35,7 @@ TRIAL_TIMEOUT = 10.0
 
 READER = r"""
 import os, sys, time
-paths = open(sys.argv[1]).read().split("\\n")
+paths = open(sys.argv[1]).read().split("\n")
 while True:
     for p in paths:
         try:
