@@ -110,31 +110,46 @@ class Activity:
     def extend(self, events: Iterable[Event]) -> None:
         """Fold events in order. The engine passes each line's events at once: this runs for
         every line of a transcript, and a call per event costs more than the loop."""
+        # Counters and the newest time are kept in locals and stored once (no handler reads
+        # them); `finally` stores them even if a handler fails half-way.
         recent = self.recent
-        for ev in events:
-            self.events_seen += 1
-            ts = ev.ts
-            if ts is not None and (self.last_event_at is None or ts > self.last_event_at):
-                self.last_event_at = ts
-            kind = ev.kind
-            if kind is _META:
-                # Session facts, on nearly every transcript line: the shortest path. They prove
-                # life (above) but are neither progress nor part of the window.
-                if ev.cwd:
-                    self.cwd = ev.cwd
-                if self.session is None and ev.text:
-                    self._session(ev)
-                continue
-            if kind is _TOOL_RESULT:
-                ev = self._name_result(ev)
-            if kind in PROGRESS_KINDS and ev.source != SUPERVISOR:
-                self._progressed(ev)
-            handler = _HANDLERS.get(kind)
-            if handler is not None:
-                handler(self, ev)
-            # Heartbeats prove life (last_event_at) but would crowd real events out of the window.
-            if kind is not _HEARTBEAT:
-                recent.append(ev)
+        seen = self.events_seen
+        last = self.last_event_at
+        try:
+            for ev in events:
+                seen += 1
+                ts = ev.ts
+                if ts is not None and (last is None or ts > last):
+                    last = ts
+                kind = ev.kind
+                if kind is _META:
+                    # Session facts, on nearly every transcript line: the shortest path. They
+                    # prove life (above) but are neither progress nor part of the window.
+                    if ev.cwd:
+                        self.cwd = ev.cwd
+                    if self.session is None and ev.text:
+                        self._session(ev)
+                    continue
+                if kind is _TOOL_RESULT:
+                    ev = self._name_result(ev)
+                if kind in PROGRESS_KINDS and ev.source != SUPERVISOR:
+                    if ts is not None and self.waiting is None:
+                        # _progressed's usual case, inline: a timed event, nobody asked.
+                        if self.last_progress_at is None or ts >= self.last_progress_at:
+                            self.last_progress_at = ts
+                            self.untimed_progress = False
+                    else:
+                        self._progressed(ev)
+                handler = _HANDLERS.get(kind)
+                if handler is not None:
+                    handler(self, ev)
+                # Heartbeats prove life (last_event_at) but would crowd real events out of the
+                # window.
+                if kind is not _HEARTBEAT:
+                    recent.append(ev)
+        finally:
+            self.events_seen = seen
+            self.last_event_at = last
 
     def _name_result(self, ev: Event) -> Event:
         """Results rarely name their tool; the call they answer does. Resolve it once here."""

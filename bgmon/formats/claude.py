@@ -208,16 +208,19 @@ def _assistant(obj: dict, ts: float | None, out: list[Event]) -> None:
         detail = texts[0] if texts else obj.get("error")
         out.append(Event(_API_ERROR, ts=ts, text=_str(detail, _TEXT) or "API error"))
         return
+    # Positional events (text is the 10th field) and the clip inlined: nearly every assistant
+    # line takes this path, and keywords or a call per text cost a tenth of the line.
     for text in texts:
-        out.append(Event(_MESSAGE, ts=ts, text=clip(text, _TEXT)))
+        out.append(Event(_MESSAGE, ts, None, None, None, None, None, None, None,
+                         text if len(text) <= _TEXT else clip_text(text, _TEXT)))
     stop = msg.get("stop_reason")
     if isinstance(stop, str):
         if stop in _ENDING_STOPS:
-            out.append(Event(_TURN_END, ts=ts, text=stop))
+            out.append(Event(_TURN_END, ts, None, None, None, None, None, None, None, stop))
     elif stop is None and texts and not calls:
         # 2.1.3x writes each content block as its own line with stop_reason null: a text-only
         # line is the turn's end, or the preamble of a tool call written a moment later.
-        out.append(Event(_TURN_END, ts=ts, text="text_only"))
+        out.append(Event(_TURN_END, ts, None, None, None, None, None, None, None, "text_only"))
 
 
 def _tool_use(item: dict, ts: float | None, out: list[Event]) -> None:
