@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -112,6 +114,19 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`; its exit status (negative
+    when killed, so a test asserting a clean exit still fails). It waits rather than reading the
+    pipes, which a test's own reader thread may own; give it a process whose pipes are read."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def bgmon_cmd(*args: str) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from bgmon.model import Badge, Health, TaskSnapshot
 from bgmon.views.order import aged_out
-from tests.conftest import bgmon_cmd
+from tests.conftest import bgmon_cmd, terminate
 
 SOURCES = ("--no-git", "--no-claude", "--no-codex")
 DAY = 86400.0
@@ -76,7 +76,7 @@ def test_aged_out_rule():
 
 
 def test_follow_text_starts_with_the_default_view(ws, isolated_home):
-    from tests.test_watch import TextLines, stop
+    from tests.test_watch import TextLines
 
     old_task(ws, "shipped", "completed")
     ws.task("fresh", name="fresh")
@@ -88,5 +88,5 @@ def test_follow_text_starts_with_the_default_view(ws, isolated_home):
         assert lines.next() == str(ws.root)
         assert "fresh" in lines.next()
     finally:
-        assert stop(proc) == 0
+        assert terminate(proc) == 0
     assert "shipped" not in proc.stdout.read().decode()

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import append_lines, wait_for
+from tests.conftest import append_lines, terminate, wait_for
 
 PY = sys.executable
 ONCE = ("--once", "--json", "--no-git", "--no-codex")
@@ -47,16 +47,6 @@ def status_of(task: Path) -> dict:
     return orjson.loads((task / "status.json").read_bytes())
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def home(tmp_path) -> Path:
     h = tmp_path / "home"
@@ -86,7 +76,7 @@ def test_a_stream_of_classified_errors_is_struggling_and_recovery_agrees(tmp_pat
         assert "past them" not in diagnosis
         assert "struggling" in diagnosis and "connection refused" in diagnosis
     finally:
-        stop(proc)
+        terminate(proc)
 
 
 # 2. A silent hang is stuck although the supervisor's heartbeat keeps coming.
@@ -103,7 +93,7 @@ def test_a_silent_hang_is_stuck_despite_the_supervisors_heartbeat(tmp_path, home
         assert "alive" in task["reasons"][0]["detail"]
         assert code == 1
     finally:
-        stop(proc)
+        terminate(proc)
 
 
 # 3. A SIGSTOPped child is not healthy.
@@ -121,7 +111,7 @@ def test_a_stopped_child_is_not_healthy(tmp_path, home):
         assert code == 1
     finally:
         os.kill(pid, signal.SIGCONT)
-        stop(proc)
+        terminate(proc)
 
 
 # Claude transcripts: an agent process is any process whose argv[0] is `claude`, in the cwd.

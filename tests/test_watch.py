@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
-from tests.conftest import bgmon_cmd, wait_for
+from tests.conftest import bgmon_cmd, terminate, wait_for
 from tests.test_follow import Lines
 
 WATCH = ("--no-git", "--no-claude", "--no-codex")
@@ -22,15 +21,6 @@ class TextLines(Lines):
     def next(self, timeout: float = 20.0) -> str | None:
         line = self.raw(timeout)
         return None if line is None else line.decode()
-
-
-def stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_watch_runs_the_command_once_per_transition(ws, isolated_home, tmp_path):
@@ -67,7 +57,7 @@ def test_watch_runs_the_command_once_per_transition(ws, isolated_home, tmp_path)
         calls = wait_for(lambda: len(record.read_text().splitlines()) == 2 and record.read_text())
         assert json.loads(calls.splitlines()[1])["BGMON_REASON"].endswith("boom")
     finally:
-        code = stop(proc)
+        code = terminate(proc)
     assert code == 0
     assert len(record.read_text().splitlines()) == 2  # once per transition, no repeats
 
@@ -100,6 +90,6 @@ def test_follow_text_prints_one_once_line_per_change_under_its_group(ws, isolate
         ws.task("worker", name="worker", status="completed")
         assert "worker | ● completed" in out.until(lambda x: "worker" in x)
     finally:
-        assert stop(proc) == 0
+        assert terminate(proc) == 0
     rest = proc.stdout.read().decode()
     assert "steady" not in rest  # an unchanged task is not printed again
