@@ -195,3 +195,18 @@ def test_a_failed_compaction_sub_agent_does_not_fail_its_session(tmp_path):
         assert snaps[PARENT].health.badge.value == badge, (kind, snaps[PARENT].health)
         if badge == "failed":
             assert "child review sub-agent is failed" in snaps[PARENT].health.summary
+
+
+def test_a_resumed_session_in_an_old_day_folder_is_found(tmp_path):
+    """`codex resume` appends to the rollout where the session began, in the folder of the day
+    it began: a session started long ago and written to now is live, whatever its folder's date."""
+    home = tmp_path / "codex"
+    rollout = day_dir(home) / f"rollout-2026-01-22T10-15-23-{PARENT}.jsonl"
+    rollout.write_text(json.dumps(meta("cli", id_=PARENT)) + "\n")  # mtime: now
+    config = Config(roots=(str(tmp_path),), sources=("codex",), dirs=(("codex", str(home)),),
+                    git=False, match_agents=False)  # the default --since (a day)
+    assert PARENT in by_session(collect(config))
+    old = day_dir(home) / f"rollout-2026-01-22T09-00-00-{REVIEW}.jsonl"
+    old.write_text(json.dumps(meta("cli", id_=REVIEW)) + "\n")
+    os.utime(old, (1_769_000_000, 1_769_000_000))  # untouched since January: not shown
+    assert REVIEW not in by_session(collect(config))

@@ -6,8 +6,6 @@ on its state (a prompt, a tool, a permission asked, a stop); with `codex-notify`
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-
 from bgmon.agents.base import Agent, LineFormat, Scan
 from bgmon.formats.codex import CHECKLIST_MARKS, parse
 from bgmon.hooks import events as hook_events
@@ -16,20 +14,19 @@ from bgmon.sources.found import Found, TaskSpec, is_dir, mtime, scandir
 NAME = "codex"
 
 
-def _day_dirs(sessions: str, first: date, found: Found) -> list[str]:
+def _day_dirs(sessions: str, found: Found) -> list[str]:
+    """Every YYYY/MM/DD folder. Not only recent ones: `codex resume` appends to the rollout in the
+    folder of the day the session began, so a folder's date says nothing about its files' life
+    (the files' mtimes do; that costs a stat per rollout, not a read)."""
     out = []
     for year in scandir(sessions, found):
-        if not (year.name.isdigit() and is_dir(year)) or int(year.name) < first.year:
+        if not (year.name.isdigit() and is_dir(year)):
             continue
         for month in scandir(year.path, found):
             if not month.name.isdigit():
                 continue
             for day in scandir(month.path, found):
-                try:
-                    d = date(int(year.name), int(month.name), int(day.name))
-                except ValueError:
-                    continue
-                if d >= first:
+                if day.name.isdigit():
                     out.append(day.path)
     return out
 
@@ -44,9 +41,7 @@ def discover(scan: Scan) -> None:
     found.watch.add(str(sessions))
     cutoff = scan.cutoff
     hooks = hook_events.sessions(NAME)  # hook events and `notify` turn ends, by thread (= session) id
-    # Folders are named by local date; a day of slack covers time zones.
-    first = (datetime.fromtimestamp(cutoff) - timedelta(days=1)).date()
-    for day in _day_dirs(str(sessions), first, found):
+    for day in _day_dirs(str(sessions), found):
         found.watch.add(day)
         for entry in scandir(day, found):
             if not (entry.name.startswith("rollout-") and entry.name.endswith(".jsonl")):
