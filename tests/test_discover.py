@@ -79,6 +79,7 @@ def test_codex_rollouts_by_date_folder_and_codex_home(tmp_path, monkeypatch):
                   "payload": {"type": "task_started"}})
     old = home / "sessions" / "2020" / "01" / "01" / "rollout-2020-01-01T00-00-00-x.jsonl"
     append_lines(old, {"type": "session_meta", "payload": {"cwd": "/x"}})
+    os.utime(old, (1_577_836_800, 1_577_836_800))  # untouched since 2020: older than --since
     monkeypatch.setenv("CODEX_HOME", str(home))
     config = Config(roots=(str(tmp_path),), sources=("codex",))
     specs = discover(config, time.time()).specs
