@@ -6,7 +6,7 @@ current streak counters, and the calls still waiting for their result.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -14,7 +14,9 @@ import orjson
 
 from bgmon.model import EXITED, Event, EventKind, Progress
 
-RECENT_EVENTS = 40
+# The events a snapshot shows (the detail panel, recovery's context). Each one kept is an Event
+# per task: a longer window costs ~3 KB a task and nothing reads past this one.
+RECENT_EVENTS = 20
 # Tools whose whole point is to be called again with the same input (polling a background
 # command's output): repeating them is waiting, not a loop.
 POLLING_TOOLS = frozenset({"TaskOutput", "BashOutput", "write_stdin", "AgentOutputTool"})
@@ -66,18 +68,28 @@ class ActivitySummary:
 
 
 class Activity:
+    # One per task, 10,000 at once: slots, and small containers (a plain dict is a third of an
+    # OrderedDict, an empty list a tenth of a deque) keep it near 3 KB (bench/scale.py's RSS).
+    __slots__ = (
+        "recent", "results", "fail_streak", "last_failure", "_last_call", "loop_count",
+        "loop_call", "pending", "settled", "background", "board", "progress", "step", "turn",
+        "turn_at", "turn_text", "cwd", "session", "started_at", "subagent", "parent_session",
+        "last_event_at", "last_progress_at", "untimed_progress", "error_streak", "error_times",
+        "last_error", "waiting", "signal_turn", "events_seen",
+    )
+
     def __init__(self) -> None:
         self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
-        self.results: deque[bool] = deque(maxlen=RESULT_WINDOW)
+        self.results: list[bool] = []  # the last RESULT_WINDOW, oldest first
         self.fail_streak = 0
         self.last_failure: Event | None = None
         self._last_call: tuple[str | None, str | None] | None = None
         self.loop_count = 0
         self.loop_call: Event | None = None
-        self.pending: OrderedDict[str, Event] = OrderedDict()
+        self.pending: dict[str, Event] = {}  # oldest first (insertion order)
         # Calls already given a verdict: a second form of the same result (Codex writes a
         # command's end both as its output and as an `item_completed` event) counts once.
-        self.settled: OrderedDict[str, None] = OrderedDict()
+        self.settled: dict[str, None] = {}
         self.background: set[str] = set()
         # Claude 2.1.16+ task board (TaskCreate/TaskUpdate): item id → [status, title].
         self.board: dict[str, list] = {}
@@ -97,7 +109,7 @@ class Activity:
         self.last_progress_at: float | None = None
         self.untimed_progress = False
         self.error_streak = 0
-        self.error_times: deque[float] = deque(maxlen=ERROR_WINDOW)
+        self.error_times: list[float] = []  # the last ERROR_WINDOW, oldest first
         self.last_error: Event | None = None
         self.waiting: Event | None = None
         # The agent's own word on its turn (hook events, its state file): (state, time, text).
@@ -217,8 +229,7 @@ class Activity:
             self.loop_call = ev
         if ev.call_id:
             self.pending[ev.call_id] = ev
-            if len(self.pending) > _PENDING_CAP:
-                self.pending.popitem(last=False)
+            _cap_oldest(self.pending)
         self._turn("running", ev)
 
     def _tool_result(self, ev: Event) -> None:
@@ -228,9 +239,11 @@ class Activity:
             if ev.call_id in self.settled:
                 return
             self.settled[ev.call_id] = None
-            if len(self.settled) > _PENDING_CAP:
-                self.settled.popitem(last=False)
-        self.results.append(ev.ok)
+            _cap_oldest(self.settled)
+        results = self.results
+        results.append(ev.ok)
+        if len(results) > RESULT_WINDOW:
+            del results[0]
         if ev.tool in POLLING_TOOLS and ev.text and ev.text.startswith(EXITED):
             self._session_exited(ev)
         if ev.ok:
@@ -290,6 +303,8 @@ class Activity:
         self.last_error = ev
         if ev.ts is not None:
             self.error_times.append(ev.ts)
+            if len(self.error_times) > ERROR_WINDOW:
+                del self.error_times[0]
 
     def _waiting(self, ev: Event) -> None:
         self.waiting = ev
@@ -377,6 +392,12 @@ class Activity:
             last_error=self.last_error,
             waiting=self.waiting,
         )
+
+
+def _cap_oldest(calls: dict) -> None:
+    """Forget the oldest call past the cap (dicts keep insertion order)."""
+    if len(calls) > _PENDING_CAP:
+        del calls[next(iter(calls))]
 
 
 _HANDLERS = {

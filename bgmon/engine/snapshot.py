@@ -8,8 +8,6 @@ from bgmon.engine.store import TaskRecord, as_int
 from bgmon.health import last_progress, last_sign_of_life
 from bgmon.model import Acknowledged, Health, Progress, TaskSnapshot
 
-SNAPSHOT_EVENTS = 20
-
 
 def parse_progress(value: object) -> Progress | None:
     """`{"done": 2, "total": 5}` or `"2/5"` → Progress."""
@@ -78,7 +76,7 @@ def build(record: TaskRecord, health: Health, parent: str | None, note: str | No
         path=spec.path,
         files=files,
         fields=dict(fields),
-        recent=tuple(act.recent)[-SNAPSHOT_EVENTS:],
+        recent=tuple(act.recent),  # Activity keeps just the window a snapshot shows
         proc=record.proc,
         note=note,
         # An acknowledgement holds for the badge it was given for, not for the next one.
