@@ -145,7 +145,10 @@ class DetailPanel(VerticalScroll):
 
     def show(self, renderable: RenderableType) -> None:
         self.current = renderable
-        self.query_one("#detail-body", Static).update(renderable)
+        # The app's once-a-second tick can land while the app shuts down, after this panel's
+        # children are gone (seen once in the suite): nothing to paint then.
+        for body in self.query("#detail-body").results(Static):
+            body.update(renderable)
 
     def plain(self, width: int = 80) -> str:
         """What the panel shows, as plain text (for tests and debugging)."""
