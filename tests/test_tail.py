@@ -236,3 +236,25 @@ def test_a_rewrite_to_the_same_size_is_seen(tmp_path):
     later = os.stat(path).st_mtime + 5
     os.utime(path, (later, later))
     assert texts(reader.read()) == ["line 3", "line 4"]
+
+
+def test_a_format_decoder_reads_its_lines_and_the_rest_are_decoded_in_full(tmp_path):
+    """With a format's decoder (Claude's schema: the fields its adapter reads), lines of a shape
+    the schema refuses are still read, decoded in full; bad lines are counted as without it."""
+    from bgmon.formats import claude
+
+    ok = {"type": "assistant", "timestamp": "2026-02-12T16:02:25.227Z", "uuid": "u",
+          "message": {"content": [{"type": "text", "text": "hi"}], "usage": {"input_tokens": 3}}}
+    odd = {"type": "assistant", "message": "not an object"}  # the schema says object or null
+    path = tmp_path / "s.jsonl"
+    write(path, orjson.dumps(ok) + b"\n" + orjson.dumps(odd) + b"\n" + b"{not json\n" + b"[1,2]\n"
+          + b"null\n" + b'{"type": "user", "message": {"content": "caf\xe9"}}\n' + b"\n")
+    reader = TailReader(str(path), decode=claude.decode)
+    got = reader.read()
+    assert isinstance(got[0], claude.Line) and got[0].message.content[0].text == "hi"
+    assert got[1] == odd  # refused by the schema: decoded in full, not lost
+    assert claude.parse(got[1]) == claude.parse(odd)
+    assert claude.parse(got[2])[0].text == "caf\ufffd"  # invalid UTF-8 in a read field: repaired
+    assert len(got) == 3
+    stats = reader.stats
+    assert (stats.lines, stats.bad_json, stats.not_object, stats.bad_utf8) == (6, 1, 2, 1)

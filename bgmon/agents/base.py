@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from bgmon.formats import Parser
+from bgmon.formats import Decoder, Parser
 from bgmon.model import Event
 from bgmon.sources.found import Found
 
@@ -71,6 +71,9 @@ class LineFormat:
     # Bytes found in every line that writes the agent's to-do list (TodoWrite, update_plan, …):
     # start-up looks back for the newest one when the last lines hold none (TaskStore).
     checklist_marks: tuple[bytes, ...] = ()
+    # Decodes a line into a record of only the fields `parse` reads (None: a full decode into a
+    # dict). For logs whose lines carry far more than health needs (Claude's tool output).
+    decode: Decoder | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import os
 import orjson
 
 from bgmon.agents.base import Agent, DocFormat, DocumentUnreadable, LineFormat, Scan, json_object
-from bgmon.formats.claude import CHECKLIST_MARKS, parse
+from bgmon.formats.claude import CHECKLIST_MARKS, decode, parse
 from bgmon.hooks import events as hook_events
 from bgmon.model import Event, EventKind
 from bgmon.sources.files import read_regular
@@ -193,7 +193,7 @@ AGENT = Agent(
     name=NAME,
     label="Claude Code transcripts",
     discover=discover,
-    formats=(LineFormat("claude", parse, looks_like, checklist_marks=CHECKLIST_MARKS),
+    formats=(LineFormat("claude", parse, looks_like, checklist_marks=CHECKLIST_MARKS, decode=decode),
              DocFormat(STATE_FORMAT, load_state),
              LineFormat(f"{NAME}-hooks", hook_events.parse)),
     home="~/.claude",

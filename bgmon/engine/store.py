@@ -57,6 +57,15 @@ class LogFeed:
     sub_agents: Callable[[dict], list[SubAgentShare]] | None = None
 
 
+def new_feed(path: str, fmt: str, reading: Reading, signal: bool = False) -> LogFeed:
+    """A feed positioned at the start of its log, read with its format's decoder."""
+    line_fmt = line_format(fmt)
+    reader = TailReader(path, line_cap=reading.line_cap, read_chunk=reading.read_chunk,
+                        decode=line_fmt.decode if line_fmt is not None else None)
+    return LogFeed(reader=reader, fmt=fmt, signal=signal,
+                   sub_agents=line_fmt.sub_agents if line_fmt is not None else None)
+
+
 @dataclass
 class TaskRecord:
     # What the files and processes said (written by the store and the process look).
@@ -195,12 +204,11 @@ class TaskStore:
 
     def open_feed(self, record: TaskRecord, path: str, signal_fmt: str | None = None) -> LogFeed:
         reading = self.reading
-        reader = TailReader(path, line_cap=reading.line_cap, read_chunk=reading.read_chunk)
-        feed = LogFeed(reader=reader, fmt=signal_fmt or record.spec.fmt, signal=signal_fmt is not None)
+        feed = new_feed(path, signal_fmt or record.spec.fmt, reading, signal=signal_fmt is not None)
+        reader = feed.reader
         record.feeds[path] = feed
         self.by_file[path] = record.spec.key
         fmt = line_format(feed.fmt)
-        feed.sub_agents = fmt.sub_agents if fmt is not None else None
         if fmt is not None and fmt.head_first:
             # Session facts (Codex: the cwd) are on the first line only; the back-scan may not
             # reach it.

@@ -1,20 +1,25 @@
 """Adapters: each log format's lines → `Event`s.
 
-An adapter is a pure function `parse(obj: dict) -> list[Event] | None` over one decoded JSON line:
-`None` means "not a line type this format knows" (the reader counts it as skipped), `[]` means
-"known, nothing of interest". Adapters hold no state; the engine's task state resolves call ids.
+An adapter is a pure function `parse(obj) -> list[Event] | None` over one decoded JSON line (a
+dict, or the format's own record when it has a decoder of its own: `LineFormat.decode`): `None`
+means "not a line type this format knows" (the reader counts it as skipped), `[]` means "known,
+nothing of interest". Adapters hold no state; the engine's task state resolves call ids.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
 from bgmon.model import Event, EventKind, clip
 
-Parser = Callable[[dict], "list[Event] | None"]
+Parser = Callable[[Any], "list[Event] | None"]  # a dict, or a format's record (LineFormat.decode)
+# A line's bytes → a record of the fields a format reads; raises ValueError (msgspec's errors are
+# ValueErrors) for a line it cannot take, which the reader then decodes in full.
+Decoder = Callable[[bytes], object]
 
 _INPUT_LIMIT = 200
 

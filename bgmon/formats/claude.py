@@ -4,12 +4,22 @@ One decoded line in, events out; no state across lines (see docs/formats_agents.
 read from which line type, and what the engine has to add). This runs for every line of files
 that reach several MB, so the common lines (`progress`, tool results) take the cheap paths: no
 regexes, no scans of tool output unless the result is an error, and text is only ever sliced.
+
+Lines are decoded by `decode` into `Line` records that hold only the fields read here: msgspec
+skips the rest without building it (message ids, usage, thinking text, a tool result's output,
+which is most of a transcript's bytes), which makes decoding a good deal cheaper than a full
+decode. A line of another shape (a message that is not an object, …) is decoded in full by the
+reader instead, and `parse` takes that dict through `from_dict`, which keeps what the schema
+would and drops what it would refuse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
+
+import msgspec
 
 from bgmon.clip import clip as clip_text
 from bgmon.formats import canonical_input, checklist_events
@@ -58,6 +68,112 @@ _KILLERS = frozenset({"KillBash", "KillShell", "TaskStop"})
 # TaskCreate's result (`toolUseResult.task`), a prompt's `todos` snapshot (≤ 2.0). The
 # start-up's backward search for the newest list tests blocks for these before parsing a line.
 CHECKLIST_MARKS = (b'"TodoWrite"', b'"TaskUpdate"', b'"task":{', b'"todos":[{')
+
+
+# -- the fields read here ---------------------------------------------------------------------
+# gc=False: decoded JSON cannot point back at a record, so they are never part of a cycle.
+
+
+class Block(msgspec.Struct, gc=False):
+    """One item of a message's content: text, thinking, tool_use or tool_result."""
+
+    type: Any = None
+    text: Any = None
+    id: Any = None
+    name: Any = None
+    input: Any = None
+    tool_use_id: Any = None
+    is_error: Any = None
+    # A tool result's output, undecoded (`_output`): read only when the result is an error.
+    content: msgspec.Raw = None  # type: ignore[assignment]  # a dict line's holds its value
+
+
+class Message(msgspec.Struct, gc=False):
+    content: str | list[Block] | None = None
+    stop_reason: Any = None
+    model: Any = None
+
+
+class ResultFacts(msgspec.Struct, gc=False):
+    """`toolUseResult` when it is an object: background starts, TaskCreate, TaskOutput."""
+
+    backgroundTaskId: Any = None
+    status: Any = None
+    agentId: Any = None
+    taskId: Any = None
+    task: Any = None
+    retrieval_status: Any = msgspec.UNSET  # only whether it is there counts
+
+
+class Line(msgspec.Struct, gc=False):
+    type: Any = None
+    timestamp: Any = None
+    cwd: Any = None
+    message: Message | None = None
+    toolUseResult: str | list[Any] | ResultFacts | None = None
+    todos: Any = None
+    isMeta: Any = None
+    isCompactSummary: Any = None
+    isApiErrorMessage: Any = None
+    error: Any = None
+    cause: Any = None
+    data: Any = None  # progress
+    parentToolUseID: Any = None
+    subtype: Any = None  # system
+    retryAttempt: Any = None
+    maxRetries: Any = None
+    operation: Any = None  # queue-operation
+    content: Any = None
+    attachment: Any = None
+
+
+# The reader's decoder for this format (LineFormat.decode). It raises on a line of another shape
+# (msgspec.ValidationError, a ValueError), and the reader decodes that line in full instead.
+decode = msgspec.json.Decoder(Line).decode
+_decode_any = msgspec.json.Decoder().decode
+
+
+def from_dict(obj: dict) -> Line:
+    """A line decoded in full (the reader's general decoder, tests) → the record `decode` would
+    give, with what has another shape than the schema's dropped as the handlers would ignore it."""
+    msg = obj.get("message")
+    message = None
+    if isinstance(msg, dict):
+        content = msg.get("content")
+        if isinstance(content, list):
+            content = [_block(item) for item in content if isinstance(item, dict)]
+        elif not isinstance(content, str):
+            content = None
+        message = Message(content, msg.get("stop_reason"), msg.get("model"))
+    extra = obj.get("toolUseResult")
+    if isinstance(extra, dict):
+        extra = ResultFacts(extra.get("backgroundTaskId"), extra.get("status"), extra.get("agentId"),
+                            extra.get("taskId"), extra.get("task"),
+                            extra.get("retrieval_status", msgspec.UNSET))
+    elif not isinstance(extra, str | list):
+        extra = None
+    get = obj.get
+    return Line(get("type"), get("timestamp"), get("cwd"), message, extra, get("todos"),
+                get("isMeta"), get("isCompactSummary"), get("isApiErrorMessage"), get("error"),
+                get("cause"), get("data"), get("parentToolUseID"), get("subtype"),
+                get("retryAttempt"), get("maxRetries"), get("operation"), get("content"),
+                get("attachment"))
+
+
+def _block(item: dict) -> Block:
+    get = item.get
+    return Block(get("type"), get("text"), get("id"), get("name"), get("input"), get("tool_use_id"),
+                 get("is_error"), get("content"))  # type: ignore[arg-type]  # its value: see _output
+
+
+def _output(content: object) -> object:
+    """A tool result's content as JSON values, whichever way the line was decoded."""
+    if isinstance(content, msgspec.Raw):
+        try:
+            return _decode_any(content)
+        except (ValueError, RecursionError):
+            return None
+    return content
 
 
 def _ts(value: object) -> float | None:
@@ -158,6 +274,7 @@ def _notifications(text: str, ts: float | None, out: list[Event]) -> None:
 
 def _result_text(content: object) -> str | None:
     """The readable part of a failed tool_result's content (a string or a list of blocks)."""
+    content = _output(content)
     if isinstance(content, list):
         for block in content:
             if isinstance(block, dict) and block.get("type") == "text":
@@ -179,33 +296,31 @@ def _result_text(content: object) -> str | None:
 # -- per line type ------------------------------------------------------------------------
 
 
-def _assistant(obj: dict, ts: float | None, out: list[Event]) -> None:
-    msg = obj.get("message")
-    if not isinstance(msg, dict):
+def _assistant(obj: Line, ts: float | None, out: list[Event]) -> None:
+    msg = obj.message
+    if msg is None:
         return
-    content = msg.get("content")
+    content = msg.content
     if isinstance(content, str):
-        content = [{"type": "text", "text": content}]
-    elif not isinstance(content, list):
+        content = [Block("text", content)]
+    elif content is None:
         return
     texts: list[str] = []
     calls = False
     for item in content:
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
+        kind = item.type
         if kind == "tool_use":
             calls = True
             _tool_use(item, ts, out)
         elif kind == "text":
-            text = item.get("text")
+            text = item.text
             if isinstance(text, str) and _visible(text):
                 texts.append(text)
-    failed = obj.get("isApiErrorMessage") is True or bool(
-        texts and texts[0].startswith("API Error") and msg.get("model") == "<synthetic>"
+    failed = obj.isApiErrorMessage is True or bool(
+        texts and texts[0].startswith("API Error") and msg.model == "<synthetic>"
     )
     if failed:
-        detail = texts[0] if texts else obj.get("error")
+        detail = texts[0] if texts else obj.error
         out.append(Event(_API_ERROR, ts=ts, text=_str(detail, _TEXT) or "API error"))
         return
     # Positional events (text is the 10th field) and the clip inlined: nearly every assistant
@@ -213,7 +328,7 @@ def _assistant(obj: dict, ts: float | None, out: list[Event]) -> None:
     for text in texts:
         out.append(Event(_MESSAGE, ts, None, None, None, None, None, None, None,
                          text if len(text) <= _TEXT else clip_text(text, _TEXT)))
-    stop = msg.get("stop_reason")
+    stop = msg.stop_reason
     if isinstance(stop, str):
         if stop in _ENDING_STOPS:
             out.append(Event(_TURN_END, ts, None, None, None, None, None, None, None, stop))
@@ -223,11 +338,11 @@ def _assistant(obj: dict, ts: float | None, out: list[Event]) -> None:
         out.append(Event(_TURN_END, ts, None, None, None, None, None, None, None, "text_only"))
 
 
-def _tool_use(item: dict, ts: float | None, out: list[Event]) -> None:
-    name = item.get("name")
-    raw = item.get("input")
+def _tool_use(item: Block, ts: float | None, out: list[Event]) -> None:
+    name = item.name
+    raw = item.input
     # Positional (kind, ts, tool, call_id, input): keywords cost more on this hot path.
-    out.append(Event(_TOOL_CALL, ts, _str(name, _NAME), _str(item.get("id"), _ID), _input(raw)))
+    out.append(Event(_TOOL_CALL, ts, _str(name, _NAME), _str(item.id, _ID), _input(raw)))
     if not isinstance(raw, dict):
         return
     if name == "TodoWrite":
@@ -241,22 +356,20 @@ def _tool_use(item: dict, ts: float | None, out: list[Event]) -> None:
             out.append(Event(_BG_END, ts=ts, call_id=clip(shell, _ID), text="killed"))
 
 
-def _user(obj: dict, ts: float | None, out: list[Event]) -> None:
-    msg = obj.get("message")
-    content = msg.get("content") if isinstance(msg, dict) else None
+def _user(obj: Line, ts: float | None, out: list[Event]) -> None:
+    msg = obj.message
+    content = msg.content if msg is not None else None
     text: str | None = None
-    results: list[dict] = []
+    results: list[Block] = []
     if isinstance(content, str):
         text = content
-    elif isinstance(content, list):
+    elif content is not None:
         for item in content:
-            if not isinstance(item, dict):
-                continue
-            kind = item.get("type")
+            kind = item.type
             if kind == "tool_result":
                 results.append(item)
             elif kind == "text" and text is None:
-                value = item.get("text")
+                value = item.text
                 if isinstance(value, str):
                     text = value
     if results:
@@ -265,37 +378,38 @@ def _user(obj: dict, ts: float | None, out: list[Event]) -> None:
             out.append(Event(_TURN_ABORTED, ts=ts, text=clip(text, _TEXT)))
     elif text is not None:
         _prompt(obj, text, ts, out)
-    todos = obj.get("todos")
+    todos = obj.todos
     if todos:
         _todos(todos, ts, out)
 
 
-def _results(obj: dict, results: list[dict], ts: float | None, out: list[Event]) -> None:
-    extra = obj.get("toolUseResult")
+def _results(obj: Line, results: list[Block], ts: float | None, out: list[Event]) -> None:
+    extra = obj.toolUseResult
     for item in results:
-        ok = item.get("is_error") is not True
-        error = None if ok else _result_text(item.get("content")) or "tool error"
+        ok = item.is_error is not True
+        error = None if ok else _result_text(item.content) or "tool error"
         if ok and len(results) == 1 and isinstance(extra, str) and extra.startswith("Error:"):
             ok, error = False, clip(extra, _TEXT)
         # Positional (kind, ts, tool, call_id, input, ok, error): a hot path.
-        out.append(Event(_TOOL_RESULT, ts, None, _str(item.get("tool_use_id"), _ID), None, ok, error))
-    if isinstance(extra, dict):
+        out.append(Event(_TOOL_RESULT, ts, None, _str(item.tool_use_id, _ID), None, ok, error))
+    if isinstance(extra, ResultFacts):
         _tool_use_result(extra, ts, out)
 
 
-def _tool_use_result(extra: dict, ts: float | None, out: list[Event]) -> None:
+def _tool_use_result(extra: ResultFacts, ts: float | None, out: list[Event]) -> None:
     """The structured side of a result: background starts, and TaskOutput's view of them."""
-    bg = extra.get("backgroundTaskId")
+    bg = extra.backgroundTaskId
     if isinstance(bg, str) and bg:
         out.append(Event(_BG_START, ts=ts, call_id=clip(bg, _ID)))
         return
-    if extra.get("status") == "async_launched":  # Agent/Task (or workflow) in the background
-        bg = extra.get("agentId") or extra.get("taskId")
+    if extra.status == "async_launched":  # Agent/Task (or workflow) in the background
+        bg = extra.agentId or extra.taskId
         if isinstance(bg, str) and bg:
             out.append(Event(_BG_START, ts=ts, call_id=clip(bg, _ID)))
         return
-    task = extra.get("task")
-    if isinstance(task, dict) and "retrieval_status" not in extra:  # TaskCreate's new item
+    task = extra.task
+    retrieval = extra.retrieval_status is not msgspec.UNSET
+    if isinstance(task, dict) and not retrieval:  # TaskCreate's new item
         item_id, subject = task.get("id"), task.get("subject")
         if isinstance(item_id, str | int) and not isinstance(item_id, bool):
             out.append(Event(
@@ -303,7 +417,7 @@ def _tool_use_result(extra: dict, ts: float | None, out: list[Event]) -> None:
                 text=clip(subject, _TEXT) if isinstance(subject, str) else None,
             ))
         return
-    if "retrieval_status" in extra and isinstance(task, dict):  # TaskOutput
+    if retrieval and isinstance(task, dict):  # TaskOutput
         task_id = task.get("task_id")
         status = task.get("status")
         if not (isinstance(task_id, str) and task_id and isinstance(status, str)):
@@ -320,9 +434,9 @@ def _tool_use_result(extra: dict, ts: float | None, out: list[Event]) -> None:
         out.append(Event(_BG_END, ts=ts, call_id=clip(task_id, _ID), ok=ok, error=error))
 
 
-def _prompt(obj: dict, text: str, ts: float | None, out: list[Event]) -> None:
+def _prompt(obj: Line, text: str, ts: float | None, out: list[Event]) -> None:
     """Plain user text: a person's prompt, an interruption, or harness text that is neither."""
-    if obj.get("isMeta") is True or obj.get("isCompactSummary") is True:
+    if obj.isMeta is True or obj.isCompactSummary is True:
         return
     head = text[:64].lstrip()
     if head.startswith(_INTERRUPTED):
@@ -343,10 +457,10 @@ def _prompt(obj: dict, text: str, ts: float | None, out: list[Event]) -> None:
         out.append(Event(_TURN_START, ts=ts, text=clip(text, _TEXT)))
 
 
-def _progress(obj: dict) -> list[Event]:
+def _progress(obj: Line) -> list[Event]:
     """`progress` lines: most (hook_progress) only accompany a call we see anyway, so they get
     no events at all, not even META; a long command's, sub-agent's or wait's get a HEARTBEAT."""
-    data = obj.get("data")
+    data = obj.data
     if not isinstance(data, dict):
         return []
     kind = data.get("type")
@@ -356,19 +470,19 @@ def _progress(obj: dict) -> list[Event]:
     if kind == "waiting_for_task":
         what = data.get("taskDescription")
         text = clip(f"waiting for {what}", _TEXT) if isinstance(what, str) and what else None
-    ts = _ts(obj.get("timestamp"))
-    return [Event(_HEARTBEAT, ts=ts, call_id=_str(obj.get("parentToolUseID"), _ID), text=text)]
+    ts = _ts(obj.timestamp)
+    return [Event(_HEARTBEAT, ts=ts, call_id=_str(obj.parentToolUseID, _ID), text=text)]
 
 
-def _system(obj: dict, ts: float | None, out: list[Event]) -> None:
-    subtype = obj.get("subtype")
+def _system(obj: Line, ts: float | None, out: list[Event]) -> None:
+    subtype = obj.subtype
     if subtype == "turn_duration" or subtype == "stop_hook_summary":
         # The turn's end when its last reply was thinking only (no text, no stop_reason): the
         # Stop hooks ran, or the harness timed the turn.
         out.append(Event(_TURN_END, ts=ts, text=subtype))
     elif subtype == "api_error":  # a retried API call; the final failure is an assistant line
-        attempt, most = obj.get("retryAttempt"), obj.get("maxRetries")
-        detail = _api_error_detail(obj.get("error")) or _api_error_detail(obj.get("cause"))
+        attempt, most = obj.retryAttempt, obj.maxRetries
+        detail = _api_error_detail(obj.error) or _api_error_detail(obj.cause)
         text = "API error"
         if isinstance(attempt, int) and isinstance(most, int):
             text += f" (retry {attempt}/{most})"
@@ -397,16 +511,16 @@ def _api_error_detail(error: object) -> str | None:
     return " ".join(parts) or None
 
 
-def _queue(obj: dict, ts: float | None, out: list[Event]) -> None:
-    if obj.get("operation") != "enqueue":
+def _queue(obj: Line, ts: float | None, out: list[Event]) -> None:
+    if obj.operation != "enqueue":
         return
-    content = obj.get("content")
+    content = obj.content
     if isinstance(content, str) and content.startswith(_NOTIFICATION):
         _notifications(content, ts, out)
 
 
-def _attachment(obj: dict, ts: float | None, out: list[Event]) -> None:
-    att = obj.get("attachment")
+def _attachment(obj: Line, ts: float | None, out: list[Event]) -> None:
+    att = obj.attachment
     if not isinstance(att, dict) or att.get("type") != "queued_command":
         return
     prompt = att.get("prompt")
@@ -414,12 +528,12 @@ def _attachment(obj: dict, ts: float | None, out: list[Event]) -> None:
         _notifications(prompt, ts, out)
 
 
-def _nothing(obj: dict, ts: float | None, out: list[Event]) -> None:
+def _nothing(obj: Line, ts: float | None, out: list[Event]) -> None:
     return
 
 
 # Keyed by the line's `type`, whatever JSON value it holds (a non-string simply has no handler).
-_HANDLERS: dict[object, Callable[[dict, float | None, list[Event]], None]] = {
+_HANDLERS: dict[object, Callable[[Line, float | None, list[Event]], None]] = {
     "assistant": _assistant,
     "user": _user,
     "system": _system,
@@ -441,11 +555,14 @@ _HANDLERS: dict[object, Callable[[dict, float | None, list[Event]], None]] = {
 }
 
 
-def parse(obj: dict) -> list[Event] | None:
-    """One Claude Code transcript line → events; None for a line type this format doesn't know."""
-    if not isinstance(obj, dict):
-        return None
-    kind = obj.get("type")
+def parse(obj: Line | dict) -> list[Event] | None:
+    """One Claude Code transcript line (a `Line` from `decode`, or a dict decoded in full) →
+    events; None for a line type this format doesn't know."""
+    if type(obj) is not Line:
+        if not isinstance(obj, dict):
+            return None
+        obj = from_dict(obj)
+    kind = obj.type
     if kind == "progress":  # over half of all lines: the cheapest path
         return _progress(obj)
     try:
@@ -454,8 +571,8 @@ def parse(obj: dict) -> list[Event] | None:
         return None
     if handler is None:
         return None
-    ts = _ts(obj.get("timestamp"))
-    cwd = obj.get("cwd")
+    ts = _ts(obj.timestamp)
+    cwd = obj.cwd
     # Every line with a cwd gives a META with that line's time. Positional arguments (cwd is
     # the 11th field): keywords cost a quarter more on a path taken for nearly every line.
     out: list[Event] = (

@@ -10,6 +10,10 @@ skipped (and counted) without being held in memory; undecodable lines are counte
 
 At start-up `prime()` scans backwards from the end in blocks and decodes only the last lines,
 so the cost of showing a task does not grow with the size of its log.
+
+Lines are decoded by the format's own decoder when it has one (`LineFormat.decode`: a record of
+the fields its adapter reads, the rest skipped undecoded); a line that decoder refuses, and every
+line of other formats, is decoded in full into a dict.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -25,6 +30,7 @@ from bgmon.sources.files import open_regular, read_regular
 _BLOCK = 64 << 10
 _SEARCH_BLOCK = 1 << 20  # the backward search's reads: few calls, one substring test each
 _FINGERPRINT = 64  # bytes from the file's start that identify it along with dev/inode
+_NOT_JSON = object()  # a line no decoder could read (JSON's null is a value, not this)
 
 
 @dataclass
@@ -68,12 +74,15 @@ class TailReader:
     stats: ReadStats = field(default_factory=ReadStats)
     head_bytes: bytes = b""  # the file's first bytes (up to _FINGERPRINT) when last read
     window_start: int = 0  # where the lines `prime()` returned begin (the search goes back from it)
+    # The format's decoder: bytes → a record, raising ValueError for a line it cannot take
+    # (see the module's doc). None: every line is decoded in full.
+    decode: Callable[[bytes], object] | None = None
     _partial: bytearray = field(default_factory=bytearray)
     _discarding: bool = False  # inside an over-long line: drop bytes until its newline
 
     # -- public ---------------------------------------------------------------------------
 
-    def prime(self, max_bytes: int, max_lines: int) -> list[dict]:
+    def prime(self, max_bytes: int, max_lines: int) -> list[Any]:
         """Position at the end of the file and return the decoded last lines (at most
         `max_lines`, looking back at most `max_bytes`). A partial last line stays pending."""
         try:
@@ -111,7 +120,7 @@ class TailReader:
         return list(self._decode_all(lines))
 
     def search_back(self, end: int, max_bytes: int, marks: tuple[bytes, ...],
-                    found: Callable[[dict], bool]) -> int:
+                    found: Callable[[Any], bool]) -> int:
         """Offer `found` the complete lines before byte `end` (a line start) that contain one of
         `marks`, decoded, newest first, until it returns True; reading blocks backwards, at most
         `max_bytes`. Each block is tested for the marks as a whole first, so lines without
@@ -150,7 +159,7 @@ class TailReader:
             os.close(fd)
         return end - pos
 
-    def head(self, max_bytes: int = 64 << 10) -> dict | None:
+    def head(self, max_bytes: int = 64 << 10) -> Any | None:
         """The first line of the file decoded (e.g. Codex session_meta), without moving."""
         try:
             data = read_regular(self.path, max_bytes)
@@ -161,11 +170,11 @@ class TailReader:
             return None
         return next(iter(self._decode_all([data[:nl]], count=False)), None)
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[Any]:
         """New complete lines since the last call, decoded. Cheap when nothing changed."""
         return list(self.read_iter())
 
-    def read_iter(self) -> Iterator[dict]:
+    def read_iter(self) -> Iterator[Any]:
         """Like `read()`, but each line is decoded only as it is iterated. The file is read and
         split into lines at once (the reader's state is settled on return); iterate to the end.
 
@@ -293,29 +302,46 @@ class TailReader:
             self._partial += rest
         return lines
 
-    def _decode_all(self, lines: list[bytes] | Iterator[bytes], count: bool = True) -> Iterator[dict]:
+    def _decode_all(self, lines: list[bytes] | Iterator[bytes], count: bool = True) -> Iterator[Any]:
+        """Decoded objects (dicts, or the format decoder's records); the rest is counted."""
         stats = self.stats
-        loads = orjson.loads
+        # A format's decoder returns only its records (it refuses anything else); a full decode
+        # returns any JSON value, and only objects are lines.
+        any_value = self.decode is None
+        decode = self.decode or orjson.loads
         for line in lines:
             try:
-                obj = loads(line)
-            except orjson.JSONDecodeError:
+                obj = decode(line)
+            except (ValueError, RecursionError):  # orjson's and msgspec's errors are ValueErrors
                 if not line.strip():
                     continue  # blank lines are not lines
-                obj = self._repair(line, count)
+                obj = self._decode_in_full(line, count)
                 if count:
                     stats.lines += 1
-                if obj is None:
+                if obj is _NOT_JSON:
                     continue
             else:
                 if count:
                     stats.lines += 1
+                if not any_value:
+                    yield obj
+                    continue
             if type(obj) is dict:
                 yield obj
             elif count:
                 stats.not_object += 1
 
-    def _repair(self, line: bytes, count: bool) -> object | None:
+    def _decode_in_full(self, line: bytes, count: bool) -> object:
+        """A line the decoder refused, decoded in full (a format's decoder refuses shapes it does
+        not know), invalid UTF-8 repaired; `_NOT_JSON` (counted) when it is not JSON."""
+        if self.decode is not None:
+            try:
+                return orjson.loads(line)
+            except orjson.JSONDecodeError:
+                pass
+        return self._repair(line, count)
+
+    def _repair(self, line: bytes, count: bool) -> object:
         """Invalid UTF-8 inside an otherwise good line: keep the line, replace the bytes."""
         try:
             text = line.decode("utf-8")
@@ -332,4 +358,4 @@ class TailReader:
             del text
         if count:
             self.stats.bad_json += 1
-        return None
+        return _NOT_JSON
