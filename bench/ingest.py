@@ -24,9 +24,9 @@ from common import MB, log
 
 from bgmon.config import Config, Reading
 from bgmon.engine import LogFeed, Monitor, TaskRecord
+from bgmon.engine.store import new_feed
 from bgmon.formats import parser_for
 from bgmon.sources.discover import TaskSpec
-from bgmon.sources.tail import TailReader
 
 TARGET = 0.6  # of the floor's speed
 MIXES = ("with progress lines", "without progress lines")
@@ -62,14 +62,15 @@ def floor(path: Path, chunk: int) -> int:
     return n
 
 
-def _reader(path: Path) -> TailReader:
-    reading = Reading()
-    return TailReader(str(path), line_cap=reading.line_cap, read_chunk=reading.read_chunk)
+def _feed(path: Path) -> LogFeed:
+    """The feed the engine opens for a Claude transcript (its reader decodes with the format's
+    schema), positioned at the start."""
+    return new_feed(str(path), "claude", Reading())
 
 
 def bgmon_pass(path: Path, stage: str) -> int:
     """The layers alone: "read" (reader: read, split, decode), "parse" (+ the Claude adapter)."""
-    reader = _reader(path)
+    reader = _feed(path).reader
     read = getattr(reader, "read_iter", reader.read)
     parse = parser_for("claude")
     n = 0
@@ -92,7 +93,7 @@ def engine_pass(path: Path) -> int:
     spec = TaskSpec(key="claude:bench", source="claude", id="bench", name="bench", path=str(path),
                     group="bench", logs=(str(path),), fmt="claude")
     record = TaskRecord(spec=spec)
-    feed = LogFeed(reader=_reader(path), fmt="claude")
+    feed = _feed(path)
     record.feeds[str(path)] = feed
     while True:
         monitor.store.drain(record, feed)
