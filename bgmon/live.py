@@ -15,7 +15,6 @@ waits on the disk.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import sys
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 from bgmon.board import Board, SweepStats
 from bgmon.cli import EXIT_OK
 from bgmon.config import Config
-from bgmon.engine import Change, Monitor
+from bgmon.engine import Change, Monitor, first_load
 from bgmon.model import Acknowledged
 from bgmon.printable import single_line
 from bgmon.recovery.auto import AutoRecovery
@@ -179,12 +178,11 @@ class LiveEngine:
         loop = asyncio.get_running_loop()
         self._open_watch(loop)
         try:
-            await asyncio.to_thread(self._step, None, True)
-            # What the first pass loaded (every task's record) lives as long as the engine: out
+            # What the first pass loads (every task's record) lives as long as the engine: out
             # of the collector's reach, a full collection no longer walks it (135 ms at 10,000
             # tasks, landing on whatever pass was running; the TUI does the same for its nodes).
-            gc.collect()
-            gc.freeze()
+            with first_load(keep=True):
+                await asyncio.to_thread(self._step, None, True)
             while not self._stop.is_set():
                 if not (self._wake.is_set() or self._more()):
                     try:

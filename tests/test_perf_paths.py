@@ -233,3 +233,36 @@ def test_the_safety_sweep_is_spread_over_passes_and_an_append_is_judged_meanwhil
         assert not engine._more()
     finally:
         engine.watch.close()
+
+
+def test_the_first_load_runs_without_the_collector_and_leaves_it_on(ws, monkeypatch):
+    """The first look at every task pauses the garbage collector (its full passes walked every
+    task's records for nothing); afterwards it is on again, and what a live view loaded is frozen
+    out of its reach. A load that fails half-way must leave it on too."""
+    import gc
+
+    from bgmon.engine import collect, first_load
+
+    ws.task("t1")
+    seen = []
+    sweep = Monitor.sweep
+
+    def watched_sweep(self):
+        seen.append(gc.isenabled())
+        return sweep(self)
+
+    monkeypatch.setattr(Monitor, "sweep", watched_sweep)
+    assert gc.isenabled()
+    assert [s.name for s in collect(ws.config(cpu_sample=0)).snapshots()] == ["t1"]
+    assert seen == [False] and gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with first_load(keep=True):
+            kept = [object() for _ in range(10)]
+            raise OSError("half-way")
+    except OSError:
+        pass
+    try:
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(kept)
+    finally:
+        gc.unfreeze()

@@ -8,8 +8,8 @@
 """
 
 from bgmon.engine.evaluate import Change
-from bgmon.engine.monitor import Monitor, collect
+from bgmon.engine.monitor import Monitor, collect, first_load
 from bgmon.engine.snapshot import parse_progress
 from bgmon.engine.store import LogFeed, TaskRecord
 
-__all__ = ["Change", "LogFeed", "Monitor", "TaskRecord", "collect", "parse_progress"]
+__all__ = ["Change", "LogFeed", "Monitor", "TaskRecord", "collect", "first_load", "parse_progress"]
