@@ -75,7 +75,7 @@ def build(record: TaskRecord, health: Health, parent: str | None, note: str | No
         pid=record.pids[0],
         path=spec.path,
         files=files,
-        fields=dict(fields),
+        fields=fields,  # shared: a StatusReader replaces its dict, never changes it
         recent=tuple(act.recent),  # Activity keeps just the window a snapshot shows
         proc=record.proc,
         note=note,

@@ -46,7 +46,8 @@ def as_pid(value: object) -> int | None:
     return n if n is not None and 1 < n <= _PID_MAX else None
 
 
-@dataclass
+# Slots: one record (and a feed or more) per task, 10,000 at once (bench/scale.py's RSS).
+@dataclass(slots=True)
 class LogFeed:
     reader: TailReader
     fmt: str
@@ -66,7 +67,7 @@ def new_feed(path: str, fmt: str, reading: Reading, signal: bool = False) -> Log
                    sub_agents=line_fmt.sub_agents if line_fmt is not None else None)
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskRecord:
     # What the files and processes said (written by the store and the process look).
     spec: TaskSpec

@@ -21,7 +21,7 @@ from bgmon.sources.files import read_regular
 _MAX_BYTES = 1 << 20  # a status file is small; anything bigger is not one
 
 
-@dataclass
+@dataclass(slots=True)  # one per task, 10,000 at once
 class StatusReader:
     path: str
     extract: Callable[[object], dict | None] | None = None  # a file that lists many tasks
