@@ -6,7 +6,6 @@ current streak counters, and the calls still waiting for their result.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -69,7 +68,8 @@ class ActivitySummary:
 
 class Activity:
     # One per task, 10,000 at once: slots, and small containers (a plain dict is a third of an
-    # OrderedDict, an empty list a tenth of a deque) keep it near 3 KB (bench/scale.py's RSS).
+    # OrderedDict or an empty set, a list of 20 a third of a deque, which always holds a block
+    # of 64) keep it near 1 KB beside its events (bench/scale.py's RSS).
     __slots__ = (
         "recent", "results", "fail_streak", "last_failure", "_last_call", "loop_count",
         "loop_call", "pending", "settled", "background", "board", "progress", "step", "turn",
@@ -79,7 +79,7 @@ class Activity:
     )
 
     def __init__(self) -> None:
-        self.recent: deque[Event] = deque(maxlen=RECENT_EVENTS)
+        self.recent: list[Event] = []  # the last RECENT_EVENTS, oldest first (see _trim)
         self.results: list[bool] = []  # the last RESULT_WINDOW, oldest first
         self.fail_streak = 0
         self.last_failure: Event | None = None
@@ -90,7 +90,7 @@ class Activity:
         # Calls already given a verdict: a second form of the same result (Codex writes a
         # command's end both as its output and as an `item_completed` event) counts once.
         self.settled: dict[str, None] = {}
-        self.background: set[str] = set()
+        self.background: dict[str, None] = {}  # call ids (a set is 216 bytes empty)
         # Claude 2.1.16+ task board (TaskCreate/TaskUpdate): item id → [status, title].
         self.board: dict[str, list] = {}
         self.progress: Progress | None = None
@@ -162,6 +162,8 @@ class Activity:
         finally:
             self.events_seen = seen
             self.last_event_at = last
+            if len(recent) > RECENT_EVENTS:
+                _trim(recent)
 
     def _name_result(self, ev: Event) -> Event:
         """Results rarely name their tool; the call they answer does. Resolve it once here."""
@@ -173,7 +175,8 @@ class Activity:
             return ev
         # A direct constructor call: dataclasses.replace is several times slower on this path.
         return Event(
-            ev.kind, ev.ts, ev.tool or call.tool, ev.call_id, ev.input or call.input,
+            # The call's own id string: the result's copy is freed (one fewer per call kept).
+            ev.kind, ev.ts, ev.tool or call.tool, call.call_id, ev.input or call.input,
             ev.ok, ev.error, ev.done, ev.total, ev.text, ev.cwd, ev.source, ev.pattern,
         )
 
@@ -195,6 +198,7 @@ class Activity:
             self.waiting = None  # running again, or the turn is over: nobody is asked any more
         self.signal_turn = (state, ev.ts, ev.text)
         self.recent.append(ev)
+        _trim(self.recent)
 
     def signals(self, events: Iterable[Event]) -> None:
         for ev in events:
@@ -262,7 +266,7 @@ class Activity:
             return
         session = args.get("session_id") if isinstance(args, dict) else None
         if isinstance(session, int | str) and not isinstance(session, bool):
-            self.background.discard(str(session))
+            self.background.pop(str(session), None)
 
     def _progress(self, ev: Event) -> None:
         if ev.done is not None and ev.total is not None and 0 <= ev.total < _BIG and ev.done < _BIG:
@@ -314,11 +318,11 @@ class Activity:
 
     def _bg_start(self, ev: Event) -> None:
         if ev.call_id:
-            self.background.add(ev.call_id)
+            self.background[ev.call_id] = None
 
     def _bg_end(self, ev: Event) -> None:
         if ev.call_id:
-            self.background.discard(ev.call_id)
+            self.background.pop(ev.call_id, None)
 
     def _task_item(self, ev: Event) -> None:
         """The task board gives progress as a to-do list does: completed of all live items,
@@ -392,6 +396,12 @@ class Activity:
             last_error=self.last_error,
             waiting=self.waiting,
         )
+
+
+def _trim(recent: list[Event]) -> None:
+    """Keep the window's last RECENT_EVENTS. Trimmed once per batch of events (a line's), not
+    per event: a list has no maxlen, and a deque would cost its 64-slot block per task."""
+    del recent[:-RECENT_EVENTS]
 
 
 def _cap_oldest(calls: dict) -> None:

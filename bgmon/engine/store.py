@@ -348,15 +348,20 @@ class TaskStore:
         return {os.path.dirname(path) for path in self.by_file}
 
 
+_NO_PROGRESS = ("None", "None")  # the signature of a status without progress or step
+
+
 def _note_progress(record: TaskRecord, fields: dict) -> None:
     """A changed progress or step in status.json is progress; a rewrite that only moves
     `updatedAt` is life. Dated by the file's own `updatedAt` (its mtime if it has none)."""
     sig = (repr(fields.get("progress")), repr(fields.get("step")))
     if sig == record.progress_sig:
         return
+    if sig == _NO_PROGRESS:
+        sig = _NO_PROGRESS  # most tasks': one shared tuple, not three objects a task
     first = record.progress_sig is None
     record.progress_sig = sig
-    if first and sig == ("None", "None"):
+    if first and sig is _NO_PROGRESS:
         return
     status = record.status
     record.progress_at = parse_time(fields.get("updatedAt")) or (status.mtime if status else None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from bgmon.formats import canonical_input
 from bgmon.model import Event, EventKind, clip
 from bgmon.timefmt import parse_time
@@ -40,6 +42,13 @@ def _text(value: object, limit: int = 400) -> str | None:
     return clip(value if isinstance(value, str) else str(value), limit)
 
 
+def _name(value: object) -> str | None:
+    """A tool's name: a small vocabulary repeated in every task's window of events, so one
+    shared string each (interned strings are freed when no event holds them any more)."""
+    text = _text(value, 80)
+    return sys.intern(text) if text else text
+
+
 def parse(obj: dict) -> list[Event] | None:
     raw = obj.get("type")
     kind = _KINDS.get(raw) if isinstance(raw, str) else None
@@ -57,7 +66,7 @@ def parse(obj: dict) -> list[Event] | None:
         Event(
             kind=kind,
             ts=parse_time(obj.get("ts")),
-            tool=_text(obj.get("tool"), 80),
+            tool=_name(obj.get("tool")),
             call_id=_text(obj.get("call_id"), 120),
             input=canonical_input(obj.get("input")) if kind is EventKind.TOOL_CALL else None,
             ok=ok if isinstance(ok, bool) else None,
