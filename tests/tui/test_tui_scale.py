@@ -31,14 +31,17 @@ async def test_updates_change_nodes_in_place_and_resort_once(home):
         app.receive([Change("updated", snap.key, replace(snap, step="wiring the router"))], None)
         assert app.sync.rebuilds == rebuilds and app.sync.nodes[snap.key] is node
         assert node.data.step == "wiring the router"
-        # A badge change repaints the row now and re-sorts (one rebuild) a moment later.
+        # A badge change repaints the row now and re-sorts a moment later: the row moves to
+        # its place, nothing else is rebuilt.
         failed = Health(Badge.FAILED, (Reason("status.failed", "status is failed"),))
         app.receive([Change("health", snap.key, replace(snap, health=failed), snap.health)], None)
         assert app.sync.nodes[snap.key] is node and node.data.health.badge is Badge.FAILED
-        await pilot.pause(ORDER_CHECK + 0.3)
-        assert app.sync.rebuilds == rebuilds + 1
         shop = app.sync.groups[str(home / "work" / "shop")]
+        assert [n.data.name for n in shop.children][:2] != ["api-refactor", "docs-site"]
+        await pilot.pause(ORDER_CHECK + 0.3)
+        assert app.sync.rebuilds == rebuilds and app.sync.tree_order() == app.sync.wanted_order()
         assert [n.data.name for n in shop.children][:2] == ["api-refactor", "docs-site"]
+        assert app.sync.nodes[snap.key] is not node  # moved: taken out and put back
         # A new task is inserted without a rebuild; a removed one is taken out.
         new = replace(snap, key="worktree:new", id="zz-new", name="zz-new", health=Health(Badge.HEALTHY))
         rebuilds = app.sync.rebuilds
@@ -46,6 +49,43 @@ async def test_updates_change_nodes_in_place_and_resort_once(home):
         assert "worktree:new" in app.sync.nodes and app.sync.rebuilds == rebuilds
         app.receive([Change("removed", new.key)], None)
         assert "worktree:new" not in app.sync.nodes and app.sync.rebuilds == rebuilds
+
+
+async def test_a_re_sort_moves_only_the_rows_out_of_place_and_keeps_the_cursor(home):
+    """Batches of badge changes among many rows: each re-sort moves the changed rows to their
+    places (no rebuild), the order is the sort's, and the selected task keeps the cursor even
+    when its own row moved."""
+    import random
+
+    for i in range(60):
+        write_task(home, f"task-{i:02d}")
+    config = config_for(home)
+    monitor = Monitor(config)
+    monitor.sweep()
+    monitor.evaluate()
+    app = BgmonApp(config, monitor=monitor, live=False)
+    rng = random.Random(4)
+    badges = [Badge.HEALTHY, Badge.STRUGGLING, Badge.STUCK, Badge.FAILED, Badge.WAITING]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        rebuilds = app.sync.rebuilds
+        for _ in range(8):
+            picked = rng.sample(sorted(app.sync.snaps), 7)
+            selected = picked[0]
+            app.task_tree.move_cursor(app.sync.nodes[selected])
+            await pilot.pause()
+            assert app.selected == selected
+            changes = []
+            for key in picked:
+                snap = app.sync.snaps[key]
+                health = Health(rng.choice(badges), (Reason("test", "picked"),))
+                changes.append(Change("health", key, replace(snap, health=health), snap.health))
+            app.receive(changes, None)
+            app.check_order()
+            await pilot.pause()
+            assert app.sync.tree_order() == app.sync.wanted_order()
+            assert app.selected == selected and app.task_tree.cursor_node is app.sync.nodes[selected]
+        assert app.sync.rebuilds == rebuilds
 
 
 async def test_engine_thread_bursts_coalesce_and_the_last_word_wins(home):
@@ -97,7 +137,9 @@ async def test_a_failing_engine_is_reported_and_restarted(home):
         await wait_for(pilot, lambda: badge_of(app, "survivor") is Badge.HEALTHY, what="engine restarted")
 
 
-async def test_a_thousand_tasks_stay_responsive(home):
+async def test_a_thousand_tasks_keys_filters_and_bursts(home):
+    """1,000 tasks: moving, filtering and a burst of updates behave as with a few (how fast is
+    bench/tui.py's business, not a test's)."""
     now = time.time()
     for i in range(1000):
         d = home / ".worktrees" / f"task-{i:04d}"
@@ -113,19 +155,16 @@ async def test_a_thousand_tasks_stay_responsive(home):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert len(app.sync.nodes) == 1000
-        started = time.perf_counter()
+        line = app.task_tree.cursor_line
         await pilot.press(*(["down"] * 20))
-        keys = time.perf_counter() - started
-        started = time.perf_counter()
+        assert app.task_tree.cursor_line == line + 20
         await pilot.press("f")
-        faults = time.perf_counter() - started
         assert len(app.sync.nodes) == 11
         await pilot.press("f", "s")
         assert len(app.sync.nodes) == 1000
-        started = time.perf_counter()
+        rebuilds = app.sync.rebuilds
         snaps = list(app.sync.snaps.values())[:300]
         app.receive([Change("updated", s.key, replace(s, step="moved on")) for s in snaps], None)
         await pilot.pause()
-        burst = time.perf_counter() - started
-        print(f"20 keys {keys:.2f}s, faults-only {faults:.2f}s, 300 updates {burst:.3f}s")
-        assert keys < 4.0 and faults < 1.0 and burst < 0.5
+        assert app.sync.rebuilds == rebuilds  # updated in place
+        assert all(app.sync.nodes[s.key].data.step == "moved on" for s in snaps)

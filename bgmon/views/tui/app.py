@@ -279,8 +279,10 @@ class BgmonApp(App[int]):
     def check_order(self) -> None:
         """After badges moved: re-sort, but only if the order under the sort really changed."""
         self._order_due = False
-        if self.sync.tree_order() != self.sync.wanted_order():
-            self.rebuild()
+        with self.batch_update():
+            if self.sync.resort():
+                self.restore_cursor()
+                self._show_state()
 
     def rebuild(self) -> None:
         with self.batch_update():
