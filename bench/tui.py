@@ -12,6 +12,8 @@
    if the order under the sort changed) is timed on its own.
 3. End to end, for information: three failing results appended to 100 task logs at once, until
    all 100 rows show struggling (file watch, engine, UI).
+4. At scale (issue 11), the same three over 5,000 and 10,000 tasks (quick: 300 and 600), side by
+   side in the same run. No targets of their own: the figures say how the app grows.
 
 The screen is painted by calling the screen's update directly (what `Pilot.pause` does), not
 by waiting for the next frame: the figures exclude Textual's frame pacing (≤ 1/60 s).
@@ -32,6 +34,7 @@ from common import log
 FIRST_TARGET_S = 1.0
 BATCH_TARGET_MS = 50.0
 BATCH = 100
+SCALE = {True: (300, 600), False: (5000, 10000)}  # quick, full
 
 
 async def until(predicate, timeout: float, step: float = 0.002) -> bool:
@@ -176,18 +179,9 @@ def main() -> None:
     quick = args.quick
     n = args.tasks or (200 if quick else 1000)
     batches = 6 if quick else 10
-    with common.tempdir("tui") as base:
-        env = common.bench_env(base / "home")
-        os.environ.update({k: env[k] for k in ("HOME", "XDG_CONFIG_HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME")})
-        root = base / "root"
-        log(f"writing {n} tasks")
-        common.make_quiet_worktrees(root, n)
-        log("first screen in fresh processes (imports included)")
-        common.settle()
-        cold = [first_screen_cold(root, n, env) for _ in range(3)]
-        log("running the app")
-        got = asyncio.run(measure(root, n, batches))
-
+    scale = () if args.tasks else SCALE[quick]
+    runs = {size: run_size(size, batches) for size in (n, *scale)}
+    cold, got = runs[n]
     first = common.median(cold)
     warm = got["first_screen_s"]
     med, worst = common.median(got["batch_ms"]), max(got["batch_ms"])
@@ -205,6 +199,7 @@ def main() -> None:
         "target": {"first_screen_s": FIRST_TARGET_S, "batch_ms": BATCH_TARGET_MS},
         "ok": ok_first and ok_batch,
     }
+    result["scale"] = [scale_result(size, *runs[size]) for size in scale]
     common.emit(result)
     note = f"({n:,} tasks, 120×40)"
     rows = [
@@ -219,7 +214,58 @@ def main() -> None:
         ("TUI: 100 logs appended → 100 rows struggling (end to end)", "—",
          f"{got['e2e_ms']:.0f} ms {note}" if got["e2e_ms"] else "not seen within 20 s"),
     ]
+    if scale:
+        rows += scale_rows(result["scale"])
     common.record(rows, quick, not args.no_record)
+
+
+def run_size(n: int, batches: int) -> tuple[list[float], dict]:
+    """First screen in 3 fresh processes, then batches, re-sorts and end to end in one app."""
+    with common.tempdir("tui") as base:
+        env = common.bench_env(base / "home")
+        os.environ.update({k: env[k] for k in ("HOME", "XDG_CONFIG_HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME")})
+        root = base / "root"
+        log(f"writing {n} tasks")
+        common.make_quiet_worktrees(root, n)
+        log("first screen in fresh processes (imports included)")
+        common.settle()
+        cold = [first_screen_cold(root, n, env) for _ in range(3)]
+        log("running the app")
+        return cold, asyncio.run(measure(root, n, batches))
+
+
+def scale_result(n: int, cold: list[float], got: dict) -> dict:
+    return {"tasks": n, "first_screen_s": round(common.median(cold), 3),
+            "first_screen_all_s": [round(x, 3) for x in cold],
+            "batch_of_100_ms": {"median": round(common.median(got["batch_ms"]), 1),
+                                "max": round(max(got["batch_ms"]), 1)},
+            "resort_ms_median": round(common.median(got["resort_ms"]), 1) if got["resort_ms"] else None,
+            "e2e_100_appends_ms": round(got["e2e_ms"], 1) if got["e2e_ms"] else None}
+
+
+def scale_rows(scale: list[dict]) -> list[tuple[str, str, str]]:
+    """One row per figure, both sizes side by side (as bench/scale.py writes its rows)."""
+    sizes = " / ".join(f"{s['tasks']:,}" for s in scale)
+
+    def both(fmt) -> str:
+        return " / ".join(fmt(s) for s in scale)
+
+    def ms(value: float | None) -> str:
+        return f"{value:.0f}" if value else "—"
+
+    first = both(lambda s: f"{s['first_screen_s']:.2f}")
+    spread = both(lambda s: f"{min(s['first_screen_all_s']):.2f}–{max(s['first_screen_all_s']):.2f}")
+    return [
+        ("TUI at scale: first full screen (fresh process)", "—",
+         f"{first} s ({sizes} tasks; median of 3, {spread} s)"),
+        ("TUI at scale: batch of 100 badge changes shown", "—",
+         f"max {both(lambda s: ms(s['batch_of_100_ms']['max']))} ms (median "
+         f"{both(lambda s: ms(s['batch_of_100_ms']['median']))} ms; {sizes} tasks)"),
+        ("TUI at scale: re-sort after a batch (one rebuild)", "—",
+         f"{both(lambda s: ms(s['resort_ms_median']))} ms median ({sizes} tasks)"),
+        ("TUI at scale: 100 logs appended → 100 rows struggling", "—",
+         f"{both(lambda s: ms(s['e2e_100_appends_ms']))} ms ({sizes} tasks)"),
+    ]
 
 
 if __name__ == "__main__":
