@@ -100,6 +100,39 @@ def test_badge_change_appears_as_one_json_line(ws, isolated_home):
     assert b"Traceback" not in err
 
 
+def test_first_picture_and_a_burst_of_changes_are_whole_in_several_writes(ws, isolated_home):
+    """More tasks than one write batch (live.WRITE_BATCH): every snapshot line once, the synced
+    line last; then as many changes at once, each its own whole line."""
+    from bgmon.live import WRITE_BATCH
+
+    names = [f"t{i:02d}" for i in range(WRITE_BATCH * 2 + 5)]
+    for name in names:
+        ws.task(name)
+    proc = start(ws, isolated_home)
+    lines = Lines(proc)
+    try:
+        assert lines.next()["event"] == "hello"
+        snaps = [lines.next() for _ in names]
+        assert [s["event"] for s in snaps] == ["snapshot"] * len(names)
+        assert sorted(s["task"]["name"] for s in snaps) == names
+        synced = lines.next()
+        assert synced["event"] == "synced" and synced["tasks"] == len(names)
+
+        for name in names:
+            ws.fail(name, 3, error="exit 2")
+        struggling = set()
+        while len(struggling) < len(names):
+            change = lines.until(lambda o: o.get("event") == "health")
+            assert change is not None, f"{len(struggling)} of {len(names)} health lines"
+            assert change["to"] == "struggling"
+            struggling.add(change["task"]["name"])
+        assert struggling == set(names)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+
+
 def test_sigint_exits_cleanly(ws, isolated_home):
     ws.task("one")
     proc = start(ws, isolated_home)

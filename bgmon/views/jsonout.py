@@ -9,6 +9,7 @@ rename or remove one without bumping VERSION.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -68,9 +69,9 @@ def document(snaps: list[TaskSnapshot], now: float, warnings: list[str]) -> byte
     return json_printable(orjson.dumps(doc, option=orjson.OPT_INDENT_2)) + b"\n"
 
 
-def change_lines(changes: list[Change], now: float) -> list[bytes]:
-    """One JSON line per change, for `--follow --json`."""
-    out = []
+def change_lines(changes: list[Change], now: float) -> Iterator[bytes]:
+    """One JSON line per change, for `--follow --json`; made as they are written (a thousand
+    tasks changing at once need not be a thousand lines in memory)."""
     at = iso(now)
     for c in changes:
         obj: dict[str, Any]
@@ -91,8 +92,7 @@ def change_lines(changes: list[Change], now: float) -> list[bytes]:
             }
         else:
             continue
-        out.append(_line(obj))
-    return out
+        yield _line(obj)
 
 
 def _line(obj: dict[str, Any]) -> bytes:
