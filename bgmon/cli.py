@@ -26,16 +26,17 @@ from typing import Any
 from bgmon import __version__
 from bgmon.agents import REGISTRY
 from bgmon.config import Config, ConfigError, load_config, validate
+from bgmon.exitcodes import (  # noqa: F401  (the commands import them from here)
+    EXIT_FAILED,
+    EXIT_FAULTS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+)
 from bgmon.parser import Parser
 from bgmon.printable import printable
 from bgmon.timefmt import parse_duration
-
-EXIT_OK = 0
-EXIT_FAULTS = 1  # --once: a task is struggling, stuck or failed
-EXIT_FAILED = 1  # a command, or an action it ran, failed
-EXIT_USAGE = 2
-EXIT_TIMEOUT = 124
-EXIT_INTERRUPTED = 130
 
 
 def exit_for_signal(signum: int) -> int:

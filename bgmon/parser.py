@@ -6,9 +6,8 @@ import argparse
 import sys
 from typing import NoReturn
 
+from bgmon.exitcodes import EXIT_USAGE
 from bgmon.printable import single_line
-
-EXIT_USAGE = 2
 
 
 class Parser(argparse.ArgumentParser):
