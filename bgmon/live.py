@@ -158,6 +158,8 @@ class LiveEngine:
         adopted = sweep.take_found(self.monitor)
         if adopted is None:
             return False, False  # still discovering
+        if adopted:
+            return True, False  # adopting 10,000 specs is a pass's share; the reads follow at once
         sweep.read_slice(self.monitor)
         if sweep.left:
             return adopted, False

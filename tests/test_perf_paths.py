@@ -215,7 +215,11 @@ def test_the_safety_sweep_is_spread_over_passes_and_an_append_is_judged_meanwhil
         engine._step(set(), False)
         assert engine._sweeping is not None  # started: discovery in its thread
         assert wait_for(lambda: not engine._sweeping._thread.is_alive(), 30)
-        engine._step(set(), False)  # adopts what was found, reads one slice
+        if not engine._sweeping.left:  # not adopted in the pass that started it
+            engine._step(set(), False)
+        # Adopting what was found is a pass of its own (10,000 specs), then slices are read.
+        assert SlowReads.reads == 0 and engine._sweeping.left and engine._more()
+        engine._step(set(), False)
         assert 0 < SlowReads.reads < 60 and engine._more(), "one pass read every task"
         ws.fail("t07", 3)
         path = str(ws.root / ".worktrees" / "t07" / "logs" / "events.jsonl")
@@ -266,3 +270,31 @@ def test_the_first_load_runs_without_the_collector_and_leaves_it_on(ws, monkeypa
         assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(kept)
     finally:
         gc.unfreeze()
+
+
+def test_tasks_loaded_together_come_due_for_their_text_refresh_spread_out(ws):
+    """Unchanged tasks are re-judged every 15 s so that their reasons stay current. Loaded in
+    one pass, 10,000 of them all came due in the same pass (120–240 ms, which an append landing
+    then waited for): the first refresh of each is spread over the 15 s, then keeps its place."""
+    import time as clock_time
+
+    from bgmon.engine.evaluate import REFRESH_TEXT
+
+    for i in range(300):
+        ws.task(f"t{i:03d}")
+    clock = Clock(clock_time.time())
+    monitor = Monitor(ws.config(), clock=clock)
+    monitor.sweep()
+    monitor.evaluate()
+    start = clock.t
+
+    def due() -> int:
+        return sum(1 for r in monitor.tasks.values() if r.recheck_at <= clock.t)
+
+    shares = []
+    for second in range(1, int(REFRESH_TEXT) + 1):
+        clock.t = start + second
+        shares.append(due())
+    assert shares[-1] == 300  # every one within the 15 s
+    per_second = [b - a for a, b in zip([0, *shares], shares, strict=False)]
+    assert max(per_second) < 300 / 15 * 2.5, per_second  # about 20 a second, never all at once

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from zlib import crc32
 
 from bgmon.config import Thresholds
 from bgmon.engine import snapshot
@@ -23,6 +24,14 @@ from bgmon.model import Acknowledged, Health, TaskSnapshot
 from bgmon.timefmt import parse_time
 
 REFRESH_TEXT = 15.0  # seconds between refreshes of an unchanged task's reason text
+
+
+def first_refresh(key: str) -> float:
+    """When a task first loaded is next re-judged for its text, at the latest: somewhere in
+    (0, REFRESH_TEXT], fixed per task. Tasks loaded together would otherwise all come due in the
+    same pass every 15 s (10,000 of them: a 120–240 ms pass, which a file event landing then
+    waited for); spread, each pass takes its share."""
+    return REFRESH_TEXT * ((crc32(key.encode()) % 1000) + 1) / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +152,9 @@ class Evaluator:
                     moved = True
             elif record.own is not None and now < record.recheck_at:
                 continue  # nothing new, and the clock cannot change the verdict yet
+            refresh = REFRESH_TEXT if record.own is not None else first_refresh(key)
             record.own = assess(record.obs, now, th)
-            record.recheck_at = next_check(record.obs, now, th, REFRESH_TEXT)
+            record.recheck_at = next_check(record.obs, now, th, refresh)
             assessed.append(key)
         return assessed, moved
 
