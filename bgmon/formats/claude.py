@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -136,34 +136,32 @@ _decode_any = msgspec.json.Decoder().decode
 def from_dict(obj: dict) -> Line:
     """A line decoded in full (the reader's general decoder, tests) → the record `decode` would
     give, with what has another shape than the schema's dropped as the handlers would ignore it."""
+    line = _record(Line, obj)
     msg = obj.get("message")
-    message = None
     if isinstance(msg, dict):
+        message = line.message = _record(Message, msg)
         content = msg.get("content")
         if isinstance(content, list):
-            content = [_block(item) for item in content if isinstance(item, dict)]
+            message.content = [_record(Block, item) for item in content if isinstance(item, dict)]
         elif not isinstance(content, str):
-            content = None
-        message = Message(content, msg.get("stop_reason"), msg.get("model"))
+            message.content = None
+    else:
+        line.message = None
     extra = obj.get("toolUseResult")
     if isinstance(extra, dict):
-        extra = ResultFacts(extra.get("backgroundTaskId"), extra.get("status"), extra.get("agentId"),
-                            extra.get("taskId"), extra.get("task"),
-                            extra.get("retrieval_status", msgspec.UNSET))
+        line.toolUseResult = _record(ResultFacts, extra)
     elif not isinstance(extra, str | list):
-        extra = None
-    get = obj.get
-    return Line(get("type"), get("timestamp"), get("cwd"), message, extra, get("todos"),
-                get("isMeta"), get("isCompactSummary"), get("isApiErrorMessage"), get("error"),
-                get("cause"), get("data"), get("parentToolUseID"), get("subtype"),
-                get("retryAttempt"), get("maxRetries"), get("operation"), get("content"),
-                get("attachment"))
+        line.toolUseResult = None
+    return line
 
 
-def _block(item: dict) -> Block:
-    get = item.get
-    return Block(get("type"), get("text"), get("id"), get("name"), get("input"), get("tool_use_id"),
-                 get("is_error"), get("content"))  # type: ignore[arg-type]  # its value: see _output
+_R = TypeVar("_R", bound=msgspec.Struct)
+
+
+def _record(kind: type[_R], obj: dict) -> _R:
+    """The fields of `kind` taken from a dict as they are (nested records are the caller's);
+    a field the dict lacks keeps its default."""
+    return kind(**{name: obj[name] for name in kind.__struct_fields__ if name in obj})
 
 
 def _output(content: object) -> object:
