@@ -131,8 +131,9 @@ class Evaluator:
                                   notes.get(key), acks.get(key) if acks else None)
             if change is not None:
                 changes.append(change)
-        changes += [Change("removed", key) for key in self._last_keys - tasks.keys()]
-        self._last_keys = set(tasks)
+        if reshaped:  # else the same tasks as last time: none removed, no new key set to keep
+            changes += [Change("removed", key) for key in self._last_keys - tasks.keys()]
+            self._last_keys = set(tasks)
         return changes
 
     def _assess(self, tasks: dict[str, TaskRecord], now: float, th: Thresholds) -> tuple[list[str], bool]:
