@@ -212,8 +212,10 @@ class EventLog:
 
 BACKLOG = 4 << 20  # bytes of output waiting to be logged; beyond this, output is not logged
 # … and once the command has exited: a command that writes a burst and exits at once must still
-# have it logged (100 KB of it lost under load, seen in CI); a MiB logs in well under 0.1 s.
-EOF_BACKLOG = 1 << 20
+# have it logged (100 KB of it lost under load, seen in CI), but the exit waits for it: after
+# 200,000 short lines, bgmon run took 0.57 s with 256 KiB left to log and 1.37 s with 1 MiB
+# (bench/run.py --quick; 0.69 s with the 64 KiB before).
+EOF_BACKLOG = 256 << 10
 PIPE_SIZE = 1 << 20
 SWITCH_INTERVAL = 0.0005  # seconds
 _GAP = None  # in the queue: output was left out of the log here
